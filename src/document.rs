@@ -45,6 +45,8 @@ struct Unit {
 
 /// Longest line (in characters) that can be part of a hard-wrapped paragraph.
 const WRAP_WIDTH: usize = 100;
+/// A line at least this long that does not end a sentence is taken as hard-wrapped.
+const MIN_WRAPPED_LINE: usize = 50;
 /// Most words a title-like line may have.
 const TITLE_WORDS: usize = 12;
 
@@ -119,35 +121,47 @@ fn units(lines: &[Line<'_>]) -> Vec<Unit> {
     units
 }
 
-/// Turns a run of consecutive lines into units: one paragraph if it is hard-wrapped text, else
-/// one unit per line.
+/// Turns a run of consecutive lines into units. In a run of short lines (hard-wrapped text), a
+/// line joins the next when it does not end a sentence and the next line continues it (starts in
+/// lower case) or the line is too long to be a heading; otherwise every line is its own unit.
 fn flush(run: &mut Vec<Line<'_>>, units: &mut Vec<Unit>) {
     if run.is_empty() {
         return;
     }
-    let wrapped = run.len() > 1
-        && run.iter().all(|l| l.text.chars().count() <= WRAP_WIDTH)
-        && run[..run.len() - 1].iter().any(|l| !ends_sentence(l.text))
-        && !run[1..].iter().any(|l| is_list_item(l.text));
-    if wrapped {
-        let text = run.iter().map(|l| l.text).collect::<Vec<_>>().join(" ");
-        units.push(Unit {
-            kind: Kind::Paragraph,
-            text,
-            start: run[0].start,
-            end: run[run.len() - 1].end,
-        });
-    } else {
-        for line in run.iter() {
-            let kind = if is_title_like(line.text) {
-                Kind::TitleLike
-            } else {
-                Kind::Paragraph
-            };
-            units.push(unit(kind, line));
+    let short_lines = run.iter().all(|l| l.text.chars().count() <= WRAP_WIDTH);
+    let mut group: Vec<Line<'_>> = Vec::new();
+    for (i, line) in run.iter().enumerate() {
+        group.push(*line);
+        let continues = short_lines
+            && run.get(i + 1).is_some_and(|next| {
+                !ends_sentence(line.text)
+                    && !is_list_item(next.text)
+                    && (next.text.chars().next().is_some_and(char::is_lowercase)
+                        || line.text.chars().count() >= MIN_WRAPPED_LINE)
+            });
+        if !continues {
+            units.push(group_unit(&group));
+            group.clear();
         }
     }
     run.clear();
+}
+
+fn group_unit(group: &[Line<'_>]) -> Unit {
+    if let [line] = group {
+        let kind = if is_title_like(line.text) {
+            Kind::TitleLike
+        } else {
+            Kind::Paragraph
+        };
+        return unit(kind, line);
+    }
+    Unit {
+        kind: Kind::Paragraph,
+        text: group.iter().map(|l| l.text).collect::<Vec<_>>().join(" "),
+        start: group[0].start,
+        end: group[group.len() - 1].end,
+    }
 }
 
 fn unit(kind: Kind, line: &Line<'_>) -> Unit {

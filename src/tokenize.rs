@@ -146,10 +146,7 @@ mod tests {
             assert_eq!(starts[0], 0);
             assert_eq!(*starts.last().unwrap() + 254, n);
             for pair in starts.windows(2) {
-                assert!(
-                    pair[1] > pair[0] && pair[1] < pair[0] + 254,
-                    "gap at n={n}"
-                );
+                assert!(pair[1] > pair[0] && pair[1] < pair[0] + 254, "gap at n={n}");
             }
         }
     }

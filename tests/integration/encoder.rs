@@ -1,0 +1,203 @@
+//! The encoder: parity with sentence-transformers, batch invariance, windows, ordering.
+
+use serde::Deserialize;
+use stancer::embed::cosine;
+
+use crate::common::{max_abs_difference, real_embedder, tiny_embedder};
+
+#[derive(Deserialize)]
+struct Reference {
+    name: String,
+    text: String,
+    tokens: usize,
+    windows: Vec<Vec<u32>>,
+    embedding: Vec<f32>,
+}
+
+fn references() -> Vec<Reference> {
+    let text = include_str!("../reference/minilm-l6.jsonl");
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("reference line"))
+        .collect()
+}
+
+#[test]
+fn real_model_matches_sentence_transformers() {
+    let embedder = real_embedder();
+    let references = references();
+    assert!(references.len() >= 30);
+    let texts: Vec<&str> = references.iter().map(|r| r.text.as_str()).collect();
+
+    let tokenized = embedder.tokenize(&texts).unwrap();
+    for (r, t) in references.iter().zip(&tokenized) {
+        assert_eq!(t.tokens, r.tokens, "token count of {}", r.name);
+        assert_eq!(t.windows, r.windows, "windows of {}", r.name);
+    }
+
+    let embeddings = embedder.embed_passages(&texts).unwrap();
+    let mut worst = (f32::INFINITY, "");
+    for (r, e) in references.iter().zip(&embeddings) {
+        assert_eq!(e.windows, r.windows.len(), "{}", r.name);
+        let c = cosine(&e.vector, &r.embedding);
+        if c <= worst.0 {
+            worst = (c, &r.name);
+        }
+    }
+    eprintln!(
+        "worst cosine against sentence-transformers: {:.8} ({})",
+        worst.0, worst.1
+    );
+    assert!(worst.0 >= 0.9999, "worst cosine {} on {}", worst.0, worst.1);
+}
+
+#[test]
+fn real_model_batch_invariance() {
+    let embedder = real_embedder();
+    let references = references();
+    let texts: Vec<&str> = references.iter().map(|r| r.text.as_str()).collect();
+    let together = embedder.embed_passages(&texts).unwrap();
+    let mut worst = 0.0f32;
+    for (text, batched) in texts.iter().zip(&together) {
+        let alone = embedder.embed_passages(&[text]).unwrap();
+        worst = worst.max(max_abs_difference(&alone[0].vector, &batched.vector));
+    }
+    eprintln!("largest difference alone vs batched: {worst:e}");
+    assert!(worst <= 1e-5, "alone vs batched differ by {worst}");
+}
+
+#[test]
+fn real_model_output_is_repeatable_bit_for_bit() {
+    let embedder = real_embedder();
+    let texts = [
+        "The alignment between Moscow and Beijing is durable.",
+        "Short.",
+    ];
+    let first = embedder.embed_passages(&texts).unwrap();
+    let second = embedder.embed_passages(&texts).unwrap();
+    assert_eq!(first, second);
+}
+
+#[test]
+fn tiny_model_shapes_and_normalisation() {
+    let embedder = tiny_embedder();
+    let out = embedder
+        .embed_passages(&["the war", "china and russia will broker peace"])
+        .unwrap();
+    assert_eq!(out.len(), 2);
+    for e in &out {
+        assert_eq!(e.vector.len(), stancer::testkit::HIDDEN);
+        let norm: f32 = e.vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "norm {norm}");
+        assert_eq!(e.windows, 1);
+    }
+    assert_eq!(out[0].tokens, 4); // [CLS] the war [SEP]
+    assert!(cosine(&out[0].vector, &out[1].vector) < 0.9999);
+}
+
+#[test]
+fn tiny_model_padding_does_not_change_results() {
+    let embedder = tiny_embedder();
+    let texts = [
+        "peace",
+        "the alignment of china and russia is strong and durable and will not end",
+        "war in ukraine",
+    ];
+    let together = embedder.embed_passages(&texts).unwrap();
+    for (text, batched) in texts.iter().zip(&together) {
+        let alone = embedder.embed_passages(&[text]).unwrap();
+        assert!(max_abs_difference(&alone[0].vector, &batched.vector) <= 1e-5);
+    }
+}
+
+#[test]
+fn tiny_model_results_come_back_in_input_order() {
+    let embedder = tiny_embedder().batch_tokens(8);
+    // Lengths chosen so sorting by length reorders them, and a small budget splits batches.
+    let texts = [
+        "a",
+        "the war in ukraine is not over",
+        "peace",
+        "china russia",
+    ];
+    let together = embedder.embed_passages(&texts).unwrap();
+    for (i, text) in texts.iter().enumerate() {
+        let alone = embedder.embed_passages(&[text]).unwrap();
+        assert!(
+            max_abs_difference(&alone[0].vector, &together[i].vector) <= 1e-5,
+            "{i}"
+        );
+    }
+}
+
+#[test]
+fn tiny_model_long_paragraphs_are_windowed_not_cut() {
+    let embedder = tiny_embedder();
+    // 64 positions: 62 content tokens per window. 150 words make three windows.
+    let words: Vec<&str> = ["china", "russia", "peace", "war", "west"]
+        .iter()
+        .cycle()
+        .take(150)
+        .copied()
+        .collect();
+    let long = words.join(" ");
+    let tokenized = embedder.tokenize(&[&long]).unwrap();
+    assert_eq!(tokenized[0].tokens, 152);
+    assert_eq!(tokenized[0].windows.len(), 3);
+    assert!(tokenized[0].windows.iter().all(|w| w.len() <= 64));
+    let out = embedder.embed_passages(&[&long]).unwrap();
+    assert_eq!(out[0].windows, 3);
+    assert_eq!(out[0].tokens, 152);
+
+    // The pooled vector is the length-weighted mean of the windows' vectors, normalised. The
+    // windows embedded as separate texts have the same ids (all words are single tokens).
+    let window_texts: Vec<String> = (0..3)
+        .map(|w| {
+            let start = stancer::tokenize::window_starts(150, 62)[w];
+            words[start..start + 62].join(" ")
+        })
+        .collect();
+    let refs: Vec<&str> = window_texts.iter().map(String::as_str).collect();
+    let resolved = crate::common::tiny_resolved();
+    let raw = stancer::embed::Embedder::load(
+        &stancer::model::fetch::ResolvedModel {
+            normalize: false,
+            ..resolved
+        },
+        &candle_core::Device::Cpu,
+        candle_core::DType::F32,
+    )
+    .unwrap();
+    let parts = raw.embed_passages(&refs).unwrap();
+    let mut expected = vec![0.0f32; stancer::testkit::HIDDEN];
+    for p in &parts {
+        for (e, v) in expected.iter_mut().zip(&p.vector) {
+            *e += v * 64.0 / 192.0;
+        }
+    }
+    stancer::embed::normalize(&mut expected);
+    assert!(max_abs_difference(&expected, &out[0].vector) <= 1e-5);
+}
+
+#[test]
+fn half_precision_gives_finite_vectors_close_to_f32() {
+    let resolved = crate::common::tiny_resolved();
+    let texts = [
+        "peace",
+        "the war in ukraine is not over and china will broker peace",
+    ];
+    let reference = tiny_embedder().embed_passages(&texts).unwrap();
+    for dtype in [candle_core::DType::F16, candle_core::DType::BF16] {
+        let embedder =
+            stancer::embed::Embedder::load(&resolved, &candle_core::Device::Cpu, dtype).unwrap();
+        // Mixed lengths force padding, which is where a -inf mask turns into NaN.
+        let out = embedder.embed_passages(&texts).unwrap();
+        for (o, r) in out.iter().zip(&reference) {
+            assert!(
+                o.vector.iter().all(|v| v.is_finite()),
+                "{dtype:?} gave NaN or inf"
+            );
+            let c = cosine(&o.vector, &r.vector);
+            assert!(c > 0.99, "{dtype:?} cosine {c}");
+        }
+    }
+}
