@@ -6,12 +6,16 @@
 //! and the binary writes the results.
 
 pub mod batch;
+pub mod classify;
 pub mod device;
 pub mod document;
 pub mod embed;
 pub mod error;
+pub mod head;
 pub mod input;
 pub mod model;
+pub mod schema;
+pub mod stance;
 pub mod tokenize;
 
 pub use error::{Error, Result};

@@ -1,5 +1,6 @@
 //! Flags (clap derive, no I/O) and the short match over subcommands.
 
+mod classify;
 mod embed;
 mod models;
 mod output;
@@ -25,6 +26,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Label every paragraph with a theme and a stance (favor, against, none) toward each target.
+    Classify(classify::ClassifyArgs),
     /// Embed paragraphs and write one JSON line per paragraph: {"id", "vector", "tokens", "windows"}.
     Embed(embed::EmbedArgs),
     /// List, fetch and inspect models.
@@ -57,6 +60,7 @@ pub struct ModelArgs {
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Classify(args) => classify::run(args),
         Command::Embed(args) => embed::run(args),
         Command::Models(command) => models::run(command),
     }

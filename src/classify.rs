@@ -1,0 +1,164 @@
+//! Classification: paragraphs in, a theme and a stance per target out.
+//!
+//! The classifier embeds paragraphs once and hands the vectors to the heads; targets are
+//! prepared once (schema targets, `--target` texts, and each distinct per-row target as it is
+//! first seen).
+
+use std::collections::HashMap;
+
+use crate::embed::{EmbedStats, Embedder, Embedding};
+use crate::error::Result;
+use crate::head::zero_shot::{ZeroShotStance, ZeroShotTheme};
+use crate::head::{PreparedTarget, StanceDecision, StanceHead, ThemeDecision, ThemeHead};
+use crate::input::Paragraph;
+use crate::schema::{Schema, Target};
+
+/// One paragraph's labels.
+#[derive(Debug, Clone)]
+pub struct Classified {
+    pub embedding: Embedding,
+    pub theme: Option<ThemeDecision>,
+    /// (target id or free text, decision), schema and command-line targets first, then the
+    /// paragraph's own target if it has one.
+    pub stances: Vec<(String, StanceDecision)>,
+}
+
+pub struct Classifier {
+    embedder: Embedder,
+    theme: Option<Box<dyn ThemeHead>>,
+    stance: Box<dyn StanceHead>,
+    targets: Vec<PreparedTarget>,
+    row_targets: HashMap<String, PreparedTarget>,
+    pub stats: EmbedStats,
+}
+
+impl Classifier {
+    /// A classifier with the zero-shot heads for `schema` plus extra free-text targets.
+    pub fn zero_shot(
+        embedder: Embedder,
+        schema: &Schema,
+        extra_targets: &[String],
+    ) -> Result<Self> {
+        let theme: Option<Box<dyn ThemeHead>> = if schema.themes.is_empty() {
+            None
+        } else {
+            Some(Box::new(ZeroShotTheme::build(&embedder, schema)?))
+        };
+        Self::with_heads(
+            embedder,
+            schema,
+            extra_targets,
+            theme,
+            Box::new(ZeroShotStance::default()),
+        )
+    }
+
+    /// A classifier with the given heads.
+    pub fn with_heads(
+        embedder: Embedder,
+        schema: &Schema,
+        extra_targets: &[String],
+        theme: Option<Box<dyn ThemeHead>>,
+        stance: Box<dyn StanceHead>,
+    ) -> Result<Self> {
+        let mut all: Vec<Target> = schema.targets.clone();
+        for text in extra_targets {
+            if !all.iter().any(|t| t.id == *text) {
+                all.push(Target::free(text));
+            }
+        }
+        let targets = all
+            .iter()
+            .map(|t| stance.prepare(&embedder, t))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            embedder,
+            theme,
+            stance,
+            targets,
+            row_targets: HashMap::new(),
+            stats: EmbedStats::default(),
+        })
+    }
+
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    /// Ids of the targets every paragraph is scored against, in output order.
+    pub fn target_ids(&self) -> Vec<String> {
+        self.targets.iter().map(|t| t.id.clone()).collect()
+    }
+
+    pub fn theme_labels(&self) -> Option<&[String]> {
+        self.theme.as_ref().map(|h| h.labels())
+    }
+
+    pub fn describe_heads(&self) -> String {
+        let theme = self
+            .theme
+            .as_ref()
+            .map_or("none".to_string(), |h| h.describe());
+        format!("theme: {theme}; stance: {}", self.stance.describe())
+    }
+
+    /// Classifies paragraphs, in input order.
+    pub fn classify(&mut self, paragraphs: &[Paragraph]) -> Result<Vec<Classified>> {
+        let texts: Vec<&str> = paragraphs.iter().map(|p| p.text.as_str()).collect();
+        let embeddings = self
+            .embedder
+            .embed_passages_counted(&texts, &mut self.stats)?;
+        self.classify_embedded(paragraphs, embeddings)
+    }
+
+    /// Labels paragraphs whose embeddings are already known.
+    pub fn classify_embedded(
+        &mut self,
+        paragraphs: &[Paragraph],
+        embeddings: Vec<Embedding>,
+    ) -> Result<Vec<Classified>> {
+        let vectors: Vec<&[f32]> = embeddings.iter().map(|e| e.vector.as_slice()).collect();
+        let themes = match &self.theme {
+            Some(head) => {
+                let labels = head.labels().to_vec();
+                head.predict(&vectors)?
+                    .iter()
+                    .map(|p| Some(ThemeDecision::from_probabilities(&labels, p)))
+                    .collect()
+            }
+            None => vec![None; paragraphs.len()],
+        };
+        let mut stances: Vec<Vec<(String, StanceDecision)>> = vec![Vec::new(); paragraphs.len()];
+        for target in &self.targets {
+            let scores = self.stance.predict(&vectors, target)?;
+            for (row, s) in stances.iter_mut().zip(scores) {
+                row.push((target.id.clone(), StanceDecision::from_probabilities(s)));
+            }
+        }
+        for (i, paragraph) in paragraphs.iter().enumerate() {
+            let Some(text) = &paragraph.target else {
+                continue;
+            };
+            if self.targets.iter().any(|t| t.id == *text) {
+                continue;
+            }
+            if !self.row_targets.contains_key(text) {
+                let prepared = self.stance.prepare(&self.embedder, &Target::free(text))?;
+                self.row_targets.insert(text.clone(), prepared);
+            }
+            let target = &self.row_targets[text];
+            let scores = self.stance.predict(&vectors[i..=i], target)?;
+            stances[i].push((text.clone(), StanceDecision::from_probabilities(scores[0])));
+        }
+        Ok(embeddings
+            .into_iter()
+            .zip(themes)
+            .zip(stances)
+            .map(|((embedding, theme), stances)| Classified {
+                embedding,
+                theme,
+                stances,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,110 @@
+//! Heads: what turns paragraph vectors into labels.
+//!
+//! A theme head gives a probability for each theme; a stance head gives probabilities for
+//! favor, against and none toward a prepared target. The zero-shot heads here need nothing but
+//! the encoder and the schema; trained heads plug in through the same traits.
+
+pub mod zero_shot;
+
+use crate::embed::Embedder;
+use crate::error::Result;
+use crate::schema::Target;
+use crate::stance::Stance;
+
+/// Probabilities over a schema's themes, for each paragraph.
+pub trait ThemeHead: Send + Sync {
+    /// The labels, in the order of the probabilities.
+    fn labels(&self) -> &[String];
+    /// One probability vector per paragraph vector.
+    fn predict(&self, paragraphs: &[&[f32]]) -> Result<Vec<Vec<f32>>>;
+    /// A short description for reports ("zero-shot (temperature 0.031)").
+    fn describe(&self) -> String;
+}
+
+/// Probabilities of [favor, against, none] toward a target.
+pub trait StanceHead: Send + Sync {
+    /// Embeds what the head needs of a target, once per target.
+    fn prepare(&self, embedder: &Embedder, target: &Target) -> Result<PreparedTarget>;
+    /// One [favor, against, none] triple per paragraph vector.
+    fn predict(&self, paragraphs: &[&[f32]], target: &PreparedTarget) -> Result<Vec<[f32; 3]>>;
+    fn describe(&self) -> String;
+}
+
+/// A target with the vectors a stance head prepared for it.
+#[derive(Debug, Clone)]
+pub struct PreparedTarget {
+    pub id: String,
+    pub text: String,
+    /// Head-specific vectors (the zero-shot head keeps the target, favor and against prototypes).
+    pub vectors: Vec<Vec<f32>>,
+}
+
+/// A theme decision: the top label with its probability, and every label's probability.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThemeDecision {
+    pub label: String,
+    pub score: f32,
+    pub scores: Vec<(String, f32)>,
+}
+
+impl ThemeDecision {
+    pub fn from_probabilities(labels: &[String], probabilities: &[f32]) -> Self {
+        let best = argmax(probabilities);
+        ThemeDecision {
+            label: labels[best].clone(),
+            score: probabilities[best],
+            scores: labels
+                .iter()
+                .cloned()
+                .zip(probabilities.iter().copied())
+                .collect(),
+        }
+    }
+}
+
+/// A stance decision toward one target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StanceDecision {
+    pub label: Stance,
+    pub score: f32,
+    /// [favor, against, none].
+    pub scores: [f32; 3],
+}
+
+impl StanceDecision {
+    pub fn from_probabilities(scores: [f32; 3]) -> Self {
+        let best = argmax(&scores);
+        StanceDecision {
+            label: Stance::ALL[best],
+            score: scores[best],
+            scores,
+        }
+    }
+}
+
+/// Index of the largest value; the first one on ties, so decisions are deterministic.
+pub fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Softmax of `logits`, computed stably.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f64> = logits.iter().map(|l| f64::from(l - max).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.iter().map(|e| (e / sum) as f32).collect()
+}
+
+pub fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}

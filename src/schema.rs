@@ -1,0 +1,313 @@
+//! Schemas: the themes a paragraph can have and the targets it can take a stance on (TOML).
+//!
+//! ```toml
+//! [[themes]]
+//! id = "sino-russian-relations"
+//! description = "Relations between China and Russia: alignment, cooperation, rivalry or distrust."
+//! examples = ["optional example sentences"]
+//! [[targets]]
+//! id = "china-peace-broker"
+//! text = "China can be leveraged to broker peace in Ukraine"
+//! ```
+//!
+//! Errors name the file, the line and the key.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{Error, Result};
+
+/// The schema used when none is given: the reference document's domain.
+pub const DEFAULT_SCHEMA: &str = include_str!("../schemas/default.toml");
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schema {
+    /// Where it came from ("builtin:default.toml" or a path), for reports.
+    pub origin: String,
+    pub themes: Vec<Theme>,
+    pub targets: Vec<Target>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Theme {
+    pub id: String,
+    pub description: String,
+    pub examples: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub id: String,
+    /// The claim, as a statement one can be for or against.
+    pub text: String,
+    pub description: Option<String>,
+    /// Optional statements that take the favourable side (help the zero-shot head).
+    pub favor: Vec<String>,
+    /// Optional statements that take the opposing side.
+    pub against: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchema {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    themes: Vec<Spanned<RawTheme>>,
+    #[serde(default)]
+    targets: Vec<Spanned<RawTarget>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTheme {
+    id: Spanned<String>,
+    #[serde(default)]
+    description: Option<Spanned<String>>,
+    #[serde(default)]
+    examples: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    id: Spanned<String>,
+    text: Spanned<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    favor: Vec<String>,
+    #[serde(default)]
+    against: Vec<String>,
+}
+
+impl Schema {
+    /// The built-in default schema.
+    pub fn default_schema() -> Self {
+        Self::parse(DEFAULT_SCHEMA, Path::new("builtin:default.toml"))
+            .expect("this is a bug: the default schema does not parse")
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
+        Self::parse(&text, path)
+    }
+
+    /// A schema with no themes and the given targets (for `--target` without a schema).
+    pub fn targets_only(targets: Vec<Target>) -> Self {
+        Self {
+            origin: "command line".into(),
+            themes: Vec::new(),
+            targets,
+        }
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let fail = |span: Option<Range<usize>>, message: String| Error::Schema {
+            path: path.to_path_buf(),
+            line: span.map(|s| line_of(text, s.start)).unwrap_or(1),
+            message,
+        };
+        let raw: RawSchema = toml::from_str(text).map_err(|e| {
+            let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+            fail(e.span(), message)
+        })?;
+        let _ = raw.name;
+        let mut themes: Vec<Theme> = Vec::new();
+        for theme in raw.themes {
+            let span = theme.span();
+            let theme = theme.into_inner();
+            let id = theme.id.get_ref().trim().to_string();
+            if id.is_empty() {
+                return Err(fail(
+                    Some(theme.id.span()),
+                    "themes: key `id` is empty".into(),
+                ));
+            }
+            if themes.iter().any(|t| t.id == id) {
+                return Err(fail(
+                    Some(theme.id.span()),
+                    format!("themes: key `id`: \"{id}\" is declared twice"),
+                ));
+            }
+            let description = match theme.description {
+                Some(d) if !d.get_ref().trim().is_empty() => d.into_inner(),
+                Some(d) => {
+                    return Err(fail(
+                        Some(d.span()),
+                        format!("theme \"{id}\": key `description` is empty"),
+                    ))
+                }
+                None => {
+                    return Err(fail(
+                        Some(span),
+                        format!("theme \"{id}\": key `description` is missing (one sentence saying what the theme covers)"),
+                    ))
+                }
+            };
+            themes.push(Theme {
+                id,
+                description,
+                examples: theme.examples,
+            });
+        }
+        let mut targets: Vec<Target> = Vec::new();
+        for target in raw.targets {
+            let target = target.into_inner();
+            let id = target.id.get_ref().trim().to_string();
+            if id.is_empty() {
+                return Err(fail(
+                    Some(target.id.span()),
+                    "targets: key `id` is empty".into(),
+                ));
+            }
+            if targets.iter().any(|t| t.id == id) {
+                return Err(fail(
+                    Some(target.id.span()),
+                    format!("targets: key `id`: \"{id}\" is declared twice"),
+                ));
+            }
+            if target.text.get_ref().trim().is_empty() {
+                return Err(fail(
+                    Some(target.text.span()),
+                    format!("target \"{id}\": key `text` is empty"),
+                ));
+            }
+            targets.push(Target {
+                id,
+                text: target.text.into_inner(),
+                description: target.description,
+                favor: target.favor,
+                against: target.against,
+            });
+        }
+        if themes.len() == 1 {
+            return Err(fail(
+                None,
+                "themes: a schema needs at least two themes to choose between (or none)".into(),
+            ));
+        }
+        if themes.is_empty() && targets.is_empty() {
+            return Err(fail(None, "no [[themes]] and no [[targets]]".into()));
+        }
+        Ok(Schema {
+            origin: path.display().to_string(),
+            themes,
+            targets,
+        })
+    }
+
+    pub fn theme_ids(&self) -> Vec<String> {
+        self.themes.iter().map(|t| t.id.clone()).collect()
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(&self.origin)
+    }
+}
+
+impl Target {
+    /// A target given as free text (`--target`, a JSON Lines row's `target`): its id is its text.
+    pub fn free(text: &str) -> Self {
+        Target {
+            id: text.to_string(),
+            text: text.to_string(),
+            description: None,
+            favor: Vec::new(),
+            against: Vec::new(),
+        }
+    }
+}
+
+/// 1-based line number of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Schema> {
+        Schema::parse(text, Path::new("s.toml"))
+    }
+
+    #[test]
+    fn default_schema_has_the_required_ids() {
+        let schema = Schema::default_schema();
+        assert_eq!(
+            schema.theme_ids(),
+            [
+                "sino-russian-relations",
+                "identity-and-ideology",
+                "great-power-status",
+                "threat-perception",
+                "war-and-security",
+                "western-policy",
+                "information-and-narratives",
+                "other"
+            ]
+        );
+        let targets: Vec<(&str, &str)> = schema
+            .targets
+            .iter()
+            .map(|t| (t.id.as_str(), t.text.as_str()))
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                (
+                    "china-peace-broker",
+                    "China can be leveraged to broker peace in Ukraine"
+                ),
+                (
+                    "alignment-durable",
+                    "The Sino-Russian alignment is strong and durable"
+                )
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let text = "[[themes]]\nid = \"a\"\ndescription = \"A.\"\n\n[[themes]]\nid = \"a\"\ndescription = \"B.\"\n";
+        let message = parse(text).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "schema s.toml:6: themes: key `id`: \"a\" is declared twice"
+        );
+
+        let text = "[[themes]]\nid = \"a\"\ndescription = \"A.\"\n[[themes]]\nid = \"b\"\n";
+        let message = parse(text).unwrap_err().to_string();
+        assert!(
+            message.starts_with("schema s.toml:4: theme \"b\": key `description` is missing"),
+            "{message}"
+        );
+
+        let text = "[[targets]]\nid = \"t\"\ntxt = \"typo\"\n";
+        let message = parse(text).unwrap_err().to_string();
+        assert!(
+            message.starts_with("schema s.toml:3: unknown field `txt`"),
+            "{message}"
+        );
+
+        let text = "[[themes]]\nid = \"a\"\ndescription = \"unterminated\n";
+        assert!(parse(text)
+            .unwrap_err()
+            .to_string()
+            .starts_with("schema s.toml:3:"));
+    }
+
+    #[test]
+    fn optional_keys_are_read() {
+        let text =
+            "[[targets]]\nid = \"t\"\ntext = \"Claim.\"\nfavor = [\"Yes.\"]\nagainst = [\"No.\"]\n";
+        let schema = parse(text).unwrap();
+        assert_eq!(schema.targets[0].favor, ["Yes."]);
+        assert_eq!(schema.targets[0].against, ["No."]);
+        assert!(schema.themes.is_empty());
+    }
+}
