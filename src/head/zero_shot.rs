@@ -173,14 +173,23 @@ pub struct StanceParameters {
     pub relevance_threshold: f64,
     /// Slope of P(favor | position) in d.
     pub polarity_slope: f64,
+    /// Value of d at which favor and against are equally likely: the favor prototype (the claim
+    /// as stated) sits closer to any on-topic text than its negation, so d is biased upward.
+    pub polarity_offset: f64,
 }
 
+/// Fitted by maximum likelihood on the SemEval-2016 training split (2,620 tweets, 5 targets)
+/// with all-MiniLM-L6-v2: `cargo run --release --example fit_zero_shot_stance --
+/// ../shared/data/semeval2016-train.jsonl` (mean log loss 0.901, against 1.923 before fitting
+/// and 1.099 for a uniform guess). The small polarity slope is the measurement that a sentence
+/// encoder barely separates a claim from its negation.
 impl Default for StanceParameters {
     fn default() -> Self {
         Self {
-            relevance_slope: 15.0,
-            relevance_threshold: 0.35,
-            polarity_slope: 60.0,
+            relevance_slope: 12.35,
+            relevance_threshold: 0.1317,
+            polarity_slope: 9.047,
+            polarity_offset: 0.08826,
         }
     }
 }
@@ -192,6 +201,26 @@ pub struct ZeroShotStance {
 impl ZeroShotStance {
     pub fn new(parameters: StanceParameters) -> Self {
         Self { parameters }
+    }
+
+    /// The two numbers the decision rests on: relevance r and polarity d.
+    pub fn features(paragraph: &[f32], target: &PreparedTarget) -> (f64, f64) {
+        let relevance = f64::from(dot(paragraph, &target.vectors[0]));
+        let polarity = f64::from(dot(paragraph, &target.vectors[1]))
+            - f64::from(dot(paragraph, &target.vectors[2]));
+        (relevance, polarity)
+    }
+
+    /// [favor, against, none] from the two features.
+    pub fn probabilities(parameters: &StanceParameters, relevance: f64, polarity: f64) -> [f32; 3] {
+        let p = parameters;
+        let position = sigmoid(p.relevance_slope * (relevance - p.relevance_threshold));
+        let favor = sigmoid(p.polarity_slope * (polarity - p.polarity_offset));
+        [
+            (position * favor) as f32,
+            (position * (1.0 - favor)) as f32,
+            (1.0 - position) as f32,
+        ]
     }
 }
 
@@ -286,20 +315,11 @@ impl StanceHead for ZeroShotStance {
     }
 
     fn predict(&self, paragraphs: &[&[f32]], target: &PreparedTarget) -> Result<Vec<[f32; 3]>> {
-        let p = self.parameters;
         Ok(paragraphs
             .iter()
             .map(|v| {
-                let relevance = f64::from(dot(v, &target.vectors[0]));
-                let polarity =
-                    f64::from(dot(v, &target.vectors[1])) - f64::from(dot(v, &target.vectors[2]));
-                let position = sigmoid(p.relevance_slope * (relevance - p.relevance_threshold));
-                let favor = sigmoid(p.polarity_slope * polarity);
-                [
-                    (position * favor) as f32,
-                    (position * (1.0 - favor)) as f32,
-                    (1.0 - position) as f32,
-                ]
+                let (relevance, polarity) = Self::features(v, target);
+                Self::probabilities(&self.parameters, relevance, polarity)
             })
             .collect())
     }
@@ -307,8 +327,8 @@ impl StanceHead for ZeroShotStance {
     fn describe(&self) -> String {
         let p = self.parameters;
         format!(
-            "zero-shot (relevance threshold {}, slopes {} and {})",
-            p.relevance_threshold, p.relevance_slope, p.polarity_slope
+            "zero-shot (relevance threshold {}, slope {}; polarity offset {}, slope {})",
+            p.relevance_threshold, p.relevance_slope, p.polarity_offset, p.polarity_slope
         )
     }
 }
