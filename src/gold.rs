@@ -103,7 +103,7 @@ pub fn parse(text: &str, path: &Path, schema: &Schema) -> Result<Vec<GoldRow>> {
                 .as_str()
                 .ok_or_else(|| fail("a stance must be \"favor\", \"against\" or \"none\"".into()))?
                 .parse()
-                .map_err(fail)
+                .map_err(|e: crate::stance::ParseStanceError| fail(e.to_string()))
         };
         let stances = match (object.get("target"), object.get("stance")) {
             (Some(Value::String(target)), Some(stance)) => {
@@ -201,6 +201,6 @@ mod tests {
         let message = parse(text, Path::new("g.jsonl"), &schema())
             .unwrap_err()
             .to_string();
-        assert!(message.contains("'maybe' is not a stance"), "{message}");
+        assert!(message.contains("unknown stance 'maybe'"), "{message}");
     }
 }
