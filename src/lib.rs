@@ -11,6 +11,7 @@ pub mod device;
 pub mod document;
 pub mod embed;
 pub mod error;
+pub mod eval;
 pub mod gold;
 pub mod head;
 pub mod input;
