@@ -64,7 +64,7 @@ fn main() -> anyhow::Result<()> {
     let mut best = StanceParameters::default();
     let mut steps = [10.0, 0.2, 40.0, 0.1];
     for _ in 0..120 {
-        for k in 0..4 {
+        for (k, step) in steps.iter().enumerate() {
             for sign in [-1.0, 1.0] {
                 let mut candidate = best;
                 let field = match k {
@@ -73,7 +73,7 @@ fn main() -> anyhow::Result<()> {
                     2 => &mut candidate.polarity_slope,
                     _ => &mut candidate.polarity_offset,
                 };
-                *field += sign * steps[k];
+                *field += sign * step;
                 if loss(&candidate) < loss(&best) {
                     best = candidate;
                 }

@@ -12,8 +12,13 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use std::collections::HashMap;
+
+use crate::embed::Embedder;
 use crate::error::{Error, Result};
-use crate::schema::Schema;
+use crate::eval::{StanceOutcome, ThemeOutcome};
+use crate::head::{PreparedTarget, StanceDecision, StanceHead, ThemeDecision, ThemeHead};
+use crate::schema::{Schema, Target};
 use crate::stance::Stance;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -148,6 +153,86 @@ pub fn parse(text: &str, path: &Path, schema: &Schema) -> Result<Vec<GoldRow>> {
         });
     }
     Ok(rows)
+}
+
+/// Targets prepared once per run: schema targets by id, free-text targets by text.
+pub struct TargetCache<'a> {
+    schema: &'a Schema,
+    prepared: HashMap<String, PreparedTarget>,
+}
+
+impl<'a> TargetCache<'a> {
+    pub fn new(schema: &'a Schema) -> Self {
+        Self {
+            schema,
+            prepared: HashMap::new(),
+        }
+    }
+
+    fn get(
+        &mut self,
+        key: &str,
+        head: &dyn StanceHead,
+        embedder: &Embedder,
+    ) -> Result<&PreparedTarget> {
+        if !self.prepared.contains_key(key) {
+            let target = self
+                .schema
+                .targets
+                .iter()
+                .find(|t| t.id == key)
+                .cloned()
+                .unwrap_or_else(|| Target::free(key));
+            self.prepared
+                .insert(key.to_string(), head.prepare(embedder, &target)?);
+        }
+        Ok(&self.prepared[key])
+    }
+}
+
+/// Predictions for gold rows whose vectors are known: the theme of every row with a gold
+/// theme, and the stance of every (row, target) pair with a gold stance.
+pub fn predict(
+    rows: &[GoldRow],
+    vectors: &[&[f32]],
+    theme: Option<&dyn ThemeHead>,
+    stance: &dyn StanceHead,
+    embedder: &Embedder,
+    targets: &mut TargetCache<'_>,
+) -> Result<(Vec<ThemeOutcome>, Vec<StanceOutcome>)> {
+    let mut themes = Vec::new();
+    if let Some(head) = theme {
+        let labelled: Vec<usize> = (0..rows.len())
+            .filter(|&i| rows[i].theme.is_some())
+            .collect();
+        let inputs: Vec<&[f32]> = labelled.iter().map(|&i| vectors[i]).collect();
+        let labels = head.labels().to_vec();
+        for (&i, probabilities) in labelled.iter().zip(head.predict(&inputs)?) {
+            let row = &rows[i];
+            themes.push(ThemeOutcome {
+                id: row.id.clone(),
+                text: row.text.clone(),
+                gold: row.theme.clone().expect("this is a bug: filtered on theme"),
+                also: row.theme_also.clone(),
+                predicted: ThemeDecision::from_probabilities(&labels, &probabilities).label,
+            });
+        }
+    }
+    let mut stances = Vec::new();
+    for (row, vector) in rows.iter().zip(vectors) {
+        for (target, gold) in &row.stances {
+            let prepared = targets.get(target, stance, embedder)?;
+            let scores = stance.predict(&[vector], prepared)?;
+            stances.push(StanceOutcome {
+                id: row.id.clone(),
+                text: row.text.clone(),
+                target: target.clone(),
+                gold: *gold,
+                predicted: StanceDecision::from_probabilities(scores[0]).label,
+            });
+        }
+    }
+    Ok((themes, stances))
 }
 
 #[cfg(test)]

@@ -9,3 +9,5 @@ mod cli_errors;
 mod common;
 #[path = "integration/encoder.rs"]
 mod encoder;
+#[path = "integration/eval.rs"]
+mod eval;

@@ -2,6 +2,7 @@
 
 mod classify;
 mod embed;
+mod eval;
 mod models;
 mod output;
 mod setup;
@@ -30,6 +31,9 @@ enum Command {
     Classify(classify::ClassifyArgs),
     /// Embed paragraphs and write one JSON line per paragraph: {"id", "vector", "tokens", "windows"}.
     Embed(embed::EmbedArgs),
+    /// Score labels against gold data (theme and stance metrics with confidence intervals), or
+    /// compare configurations with --compare.
+    Eval(eval::EvalArgs),
     /// List, fetch and inspect models.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -62,6 +66,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Classify(args) => classify::run(args),
         Command::Embed(args) => embed::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Models(command) => models::run(command),
     }
 }

@@ -38,6 +38,22 @@ pub fn load_embedder(args: &ModelArgs) -> anyhow::Result<(Embedder, ResolvedMode
     Ok((embedder, resolved))
 }
 
+/// The heads for a run: trained heads from `--head` folders where given, zero-shot otherwise.
+pub fn load_heads(
+    embedder: &Embedder,
+    _model: &ResolvedModel,
+    schema: &stancer::schema::Schema,
+    head_dirs: &[std::path::PathBuf],
+) -> anyhow::Result<stancer::head::Heads> {
+    if let Some(dir) = head_dirs.first() {
+        anyhow::bail!(
+            "{}: trained heads are not supported yet; run without --head for the zero-shot heads",
+            dir.display()
+        );
+    }
+    Ok(stancer::head::Heads::zero_shot(embedder, schema)?)
+}
+
 /// Whether an error is a closed pipe on our output (`stancer ... | head`): a normal end.
 pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {

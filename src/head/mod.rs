@@ -30,6 +30,42 @@ pub trait StanceHead: Send + Sync {
     fn describe(&self) -> String;
 }
 
+/// The heads a run uses: an optional theme head and a stance head.
+pub struct Heads {
+    pub theme: Option<Box<dyn ThemeHead>>,
+    pub stance: Box<dyn StanceHead>,
+    /// "zero-shot" unless a trained head is loaded.
+    pub kind: String,
+}
+
+impl Heads {
+    /// The zero-shot heads for a schema.
+    pub fn zero_shot(embedder: &Embedder, schema: &crate::schema::Schema) -> Result<Self> {
+        let theme: Option<Box<dyn ThemeHead>> = if schema.themes.is_empty() {
+            None
+        } else {
+            Some(Box::new(zero_shot::ZeroShotTheme::build(embedder, schema)?))
+        };
+        Ok(Self {
+            theme,
+            stance: Box::new(zero_shot::ZeroShotStance::default()),
+            kind: "zero-shot".into(),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        let theme = self
+            .theme
+            .as_ref()
+            .map_or("none".to_string(), |h| h.describe());
+        format!("theme: {theme}; stance: {}", self.stance.describe())
+    }
+
+    pub fn short_name(&self) -> &str {
+        &self.kind
+    }
+}
+
 /// A target with the vectors a stance head prepared for it.
 #[derive(Debug, Clone)]
 pub struct PreparedTarget {

@@ -1,7 +1,9 @@
 //! Zero-shot heads: labels from similarities to prototypes built out of the schema's own words.
 //!
 //! Theme: each theme's prototype is the normalised mean of the embeddings of its description,
-//! its examples and its id read as words. A paragraph's cosine similarities to the prototypes
+//! its examples and its id read as words, minus the mean of all prototypes (the direction every
+//! theme of a domain shares). A paragraph's cosine similarities to the prototypes (after the same
+//! centring)
 //! become a distribution through a softmax with temperature T. T is fitted per schema by
 //! leave-one-out on the schema's own examples: each example is scored against the prototypes
 //! built without it, and T is the value (on a log grid) that maximises the likelihood of the
@@ -28,6 +30,7 @@ pub const DEFAULT_TEMPERATURE: f32 = 0.05;
 pub struct ZeroShotTheme {
     labels: Vec<String>,
     prototypes: Vec<Vec<f32>>,
+    center: Vec<f32>,
     temperature: f32,
     fitted: bool,
 }
@@ -52,14 +55,20 @@ impl ZeroShotTheme {
             .iter()
             .map(|texts| vectors.by_ref().take(texts.len()).collect())
             .collect();
-        let prototypes: Vec<Vec<f32>> = per_theme.iter().map(|v| mean_normalized(v)).collect();
-        let (temperature, fitted) = match fit_temperature(schema, &per_theme, &prototypes) {
+        let raw: Vec<Vec<f32>> = per_theme.iter().map(|v| mean_normalized(v)).collect();
+        // Every theme of a domain shares the domain's direction (here: China, Russia, geopolitics);
+        // removing the prototypes' mean compares paragraphs on what tells the themes apart.
+        let center = mean(&raw);
+        let prototypes: Vec<Vec<f32>> = raw.iter().map(|p| centered(p, &center)).collect();
+        let (temperature, fitted) = match fit_temperature(schema, &per_theme, &prototypes, &center)
+        {
             Some(t) => (t, true),
             None => (DEFAULT_TEMPERATURE, false),
         };
         Ok(Self {
             labels: schema.theme_ids(),
             prototypes,
+            center,
             temperature,
             fitted,
         })
@@ -79,10 +88,11 @@ impl ThemeHead for ZeroShotTheme {
         Ok(paragraphs
             .iter()
             .map(|p| {
+                let p = centered(p, &self.center);
                 let logits: Vec<f32> = self
                     .prototypes
                     .iter()
-                    .map(|proto| dot(p, proto) / self.temperature)
+                    .map(|proto| dot(&p, proto) / self.temperature)
                     .collect();
                 softmax(&logits)
             })
@@ -97,6 +107,24 @@ impl ThemeHead for ZeroShotTheme {
         };
         format!("zero-shot (temperature {:.4}, {how})", self.temperature)
     }
+}
+
+/// The plain mean of vectors.
+fn mean(vectors: &[Vec<f32>]) -> Vec<f32> {
+    let mut mean = vec![0.0f32; vectors.first().map_or(0, Vec::len)];
+    for v in vectors {
+        for (m, x) in mean.iter_mut().zip(v) {
+            *m += x / vectors.len() as f32;
+        }
+    }
+    mean
+}
+
+/// `vector - center`, normalised.
+fn centered(vector: &[f32], center: &[f32]) -> Vec<f32> {
+    let mut out: Vec<f32> = vector.iter().zip(center).map(|(v, c)| v - c).collect();
+    normalize(&mut out);
+    out
 }
 
 /// The normalised mean of normalised vectors.
@@ -117,19 +145,20 @@ fn fit_temperature(
     schema: &Schema,
     per_theme: &[Vec<Vec<f32>>],
     prototypes: &[Vec<f32>],
+    center: &[f32],
 ) -> Option<f32> {
     // Similarities of each held-out example to every prototype (its own rebuilt without it).
     let mut cases: Vec<(usize, Vec<f32>)> = Vec::new();
     for (k, theme) in schema.themes.iter().enumerate() {
         for e in 0..theme.examples.len() {
-            let held_out = &per_theme[k][1 + e];
+            let held_out = &centered(&per_theme[k][1 + e], center);
             let rest: Vec<Vec<f32>> = per_theme[k]
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| *i != 1 + e)
                 .map(|(_, v)| v.clone())
                 .collect();
-            let own = mean_normalized(&rest);
+            let own = centered(&mean_normalized(&rest), center);
             let similarities = prototypes
                 .iter()
                 .enumerate()
