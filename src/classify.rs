@@ -8,8 +8,7 @@ use std::collections::HashMap;
 
 use crate::embed::{EmbedStats, Embedder, Embedding};
 use crate::error::Result;
-use crate::head::zero_shot::{ZeroShotStance, ZeroShotTheme};
-use crate::head::{PreparedTarget, StanceDecision, StanceHead, ThemeDecision, ThemeHead};
+use crate::head::{Heads, PreparedTarget, StanceDecision, ThemeDecision};
 use crate::input::Paragraph;
 use crate::schema::{Schema, Target};
 
@@ -25,41 +24,20 @@ pub struct Classified {
 
 pub struct Classifier {
     embedder: Embedder,
-    theme: Option<Box<dyn ThemeHead>>,
-    stance: Box<dyn StanceHead>,
+    heads: Heads,
     targets: Vec<PreparedTarget>,
     row_targets: HashMap<String, PreparedTarget>,
     pub stats: EmbedStats,
 }
 
 impl Classifier {
-    /// A classifier with the zero-shot heads for `schema` plus extra free-text targets.
-    pub fn zero_shot(
+    /// A classifier with the given heads, scoring every paragraph against the schema's targets
+    /// plus extra free-text targets.
+    pub fn new(
         embedder: Embedder,
+        heads: Heads,
         schema: &Schema,
         extra_targets: &[String],
-    ) -> Result<Self> {
-        let theme: Option<Box<dyn ThemeHead>> = if schema.themes.is_empty() {
-            None
-        } else {
-            Some(Box::new(ZeroShotTheme::build(&embedder, schema)?))
-        };
-        Self::with_heads(
-            embedder,
-            schema,
-            extra_targets,
-            theme,
-            Box::new(ZeroShotStance::default()),
-        )
-    }
-
-    /// A classifier with the given heads.
-    pub fn with_heads(
-        embedder: Embedder,
-        schema: &Schema,
-        extra_targets: &[String],
-        theme: Option<Box<dyn ThemeHead>>,
-        stance: Box<dyn StanceHead>,
     ) -> Result<Self> {
         let mut all: Vec<Target> = schema.targets.clone();
         for text in extra_targets {
@@ -69,12 +47,11 @@ impl Classifier {
         }
         let targets = all
             .iter()
-            .map(|t| stance.prepare(&embedder, t))
+            .map(|t| heads.stance.prepare(&embedder, t))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             embedder,
-            theme,
-            stance,
+            heads,
             targets,
             row_targets: HashMap::new(),
             stats: EmbedStats::default(),
@@ -91,15 +68,11 @@ impl Classifier {
     }
 
     pub fn theme_labels(&self) -> Option<&[String]> {
-        self.theme.as_ref().map(|h| h.labels())
+        self.heads.theme.as_ref().map(|h| h.labels())
     }
 
-    pub fn describe_heads(&self) -> String {
-        let theme = self
-            .theme
-            .as_ref()
-            .map_or("none".to_string(), |h| h.describe());
-        format!("theme: {theme}; stance: {}", self.stance.describe())
+    pub fn heads(&self) -> &Heads {
+        &self.heads
     }
 
     /// Classifies paragraphs, in input order.
@@ -118,7 +91,7 @@ impl Classifier {
         embeddings: Vec<Embedding>,
     ) -> Result<Vec<Classified>> {
         let vectors: Vec<&[f32]> = embeddings.iter().map(|e| e.vector.as_slice()).collect();
-        let themes = match &self.theme {
+        let themes = match &self.heads.theme {
             Some(head) => {
                 let labels = head.labels().to_vec();
                 head.predict(&vectors)?
@@ -130,7 +103,7 @@ impl Classifier {
         };
         let mut stances: Vec<Vec<(String, StanceDecision)>> = vec![Vec::new(); paragraphs.len()];
         for target in &self.targets {
-            let scores = self.stance.predict(&vectors, target)?;
+            let scores = self.heads.stance.predict(&vectors, target)?;
             for (row, s) in stances.iter_mut().zip(scores) {
                 row.push((target.id.clone(), StanceDecision::from_probabilities(s)));
             }
@@ -143,11 +116,14 @@ impl Classifier {
                 continue;
             }
             if !self.row_targets.contains_key(text) {
-                let prepared = self.stance.prepare(&self.embedder, &Target::free(text))?;
+                let prepared = self
+                    .heads
+                    .stance
+                    .prepare(&self.embedder, &Target::free(text))?;
                 self.row_targets.insert(text.clone(), prepared);
             }
             let target = &self.row_targets[text];
-            let scores = self.stance.predict(&vectors[i..=i], target)?;
+            let scores = self.heads.stance.predict(&vectors[i..=i], target)?;
             stances[i].push((text.clone(), StanceDecision::from_probabilities(scores[0])));
         }
         Ok(embeddings

@@ -50,6 +50,8 @@ pub struct Embedder {
     batch_tokens: usize,
     max_rows: usize,
     name: String,
+    /// What besides the weights shapes the vectors (for cache keys).
+    settings: String,
 }
 
 impl Embedder {
@@ -81,6 +83,10 @@ impl Embedder {
             batch_tokens: DEFAULT_BATCH_TOKENS,
             max_rows: DEFAULT_MAX_ROWS,
             name: model.name.clone(),
+            settings: format!(
+                "pooling={:?} normalize={} passage_prefix={:?} query_prefix={:?}",
+                model.pooling, model.normalize, model.passage_prefix, model.query_prefix
+            ),
         })
     }
 
@@ -101,6 +107,11 @@ impl Embedder {
 
     pub fn device_label(&self) -> String {
         self.encoder.device_label()
+    }
+
+    /// Pooling, normalisation and prefixes, as one line (cache keys, reports).
+    pub fn settings_label(&self) -> &str {
+        &self.settings
     }
 
     pub fn max_tokens(&self) -> usize {

@@ -7,9 +7,11 @@
 
 pub mod batch;
 pub mod classify;
+pub mod cross_validation;
 pub mod device;
 pub mod document;
 pub mod embed;
+pub mod embed_cache;
 pub mod error;
 pub mod eval;
 pub mod gold;

@@ -11,3 +11,5 @@ mod common;
 mod encoder;
 #[path = "integration/eval.rs"]
 mod eval;
+#[path = "integration/train.rs"]
+mod train;

@@ -12,7 +12,7 @@ use stancer::input::{self, Paragraph, Source};
 use stancer::schema::Schema;
 
 use super::output::Output;
-use super::setup::{load_embedder, notice};
+use super::setup::{load_embedder, load_heads, notice};
 use super::ModelArgs;
 
 #[derive(Args, Debug)]
@@ -36,6 +36,10 @@ pub struct ClassifyArgs {
     /// Fail on a binary file instead of skipping it with a warning.
     #[arg(long)]
     strict: bool,
+    /// A trained head (from `stancer train`) instead of the zero-shot one; repeat for a theme and
+    /// a stance head.
+    #[arg(long, value_name = "DIR")]
+    head: Vec<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -99,8 +103,9 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let (embedder, _) = load_embedder(&args.model)?;
-    let mut classifier = Classifier::zero_shot(embedder, &schema, &args.target)?;
+    let (embedder, resolved) = load_embedder(&args.model)?;
+    let heads = load_heads(&embedder, &resolved, &schema, &args.head)?;
+    let mut classifier = Classifier::new(embedder, heads, &schema, &args.target)?;
     let mut writer = RecordWriter::new(format, classifier.target_ids());
     let progress = progress_bar(total, quiet);
     let started = Instant::now();

@@ -9,10 +9,12 @@ use clap::Args;
 use serde::Deserialize;
 use stancer::eval::{self, Bootstrap, Configuration, EvalReport, RunInfo};
 use stancer::gold::{self, GoldRow, TargetCache};
+use stancer::head::linear::TrainOptions;
+use stancer::head::trained::EncoderRecord;
 use stancer::schema::Schema;
 
 use super::output::Output;
-use super::setup::{load_embedder, load_heads, notice};
+use super::setup::{embed_cached, load_embedder, load_heads, notice};
 use super::ModelArgs;
 
 #[derive(Args, Debug)]
@@ -43,9 +45,18 @@ pub struct EvalArgs {
     /// Bootstrap resamples for confidence intervals.
     #[arg(long, default_value_t = 1000, value_name = "N")]
     resamples: usize,
-    /// Seed of the bootstrap (the same seed gives the same intervals).
+    /// Seed of the bootstrap and of the cross-validation folds (the same seed gives the same
+    /// numbers).
     #[arg(long, default_value_t = 2016, value_name = "N")]
     seed: u64,
+    /// Cross-validate trained heads: train on K-1 folds, score the held-out one, K times.
+    /// Folds are split by target when every stance row has a free-text target.
+    #[arg(long, value_name = "K")]
+    cv: Option<usize>,
+    /// Read and store paragraph embeddings in the on-disk cache (always on with --cv). The
+    /// reported throughput then counts cache reads, not the encoder.
+    #[arg(long)]
+    cache: bool,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -80,16 +91,27 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         None => Schema::default_schema(),
     };
 
+    let run = Run {
+        cv: args.cv,
+        cache: args.cache,
+        seed: args.seed,
+    };
     if args.compare.is_empty() {
         let rows = read_gold(&args.gold, &default_schema)?;
-        let configuration =
-            run_configuration(None, &args.model, &args.head, &default_schema, &rows)?;
+        let (configuration, seen) =
+            run_configuration(None, &args.model, &args.head, &default_schema, &rows, &run)?;
         let report = eval::evaluate(&configuration, &default_schema.theme_ids(), &bootstrap);
         print!("{}", eval::render_text(&report));
-        write_file(
-            args.json.as_deref(),
-            &serde_json::to_string_pretty(&report)?,
-        )?;
+        let split = seen.map(|seen| split_by_seen(&configuration, &seen, &bootstrap));
+        if let Some(split) = &split {
+            print!("{}", split.render());
+        }
+        let full = FullReport {
+            report: &report,
+            stance_seen_targets: split.as_ref().and_then(|s| s.seen.as_ref()),
+            stance_unseen_targets: split.as_ref().and_then(|s| s.unseen.as_ref()),
+        };
+        write_file(args.json.as_deref(), &serde_json::to_string_pretty(&full)?)?;
         write_file(args.html.as_deref(), &eval::render_html(&report))?;
         return Ok(gate(&[&report], args.min_macro_f1));
     }
@@ -138,13 +160,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_default()
         });
         notice(args.model.quiet, &format!("running configuration '{name}'"));
-        configurations.push(run_configuration(
-            Some(name),
-            &model,
-            &heads,
-            &schema,
-            &rows,
-        )?);
+        configurations.push(run_configuration(Some(name), &model, &heads, &schema, &rows, &run)?.0);
     }
     let comparison = eval::compare(&configurations, &labels, &bootstrap)?;
     print!("{}", eval::render_comparison_text(&comparison));
@@ -188,19 +204,70 @@ fn display_list(files: &[PathBuf]) -> String {
         .join(", ")
 }
 
-/// Loads a model and heads, labels every gold row, and times it.
+/// How a configuration is run.
+struct Run {
+    cv: Option<usize>,
+    cache: bool,
+    seed: u64,
+}
+
+/// Loads a model and heads, labels every gold row, and times it. Also returns the targets a
+/// trained stance head saw in training, if one is used.
 fn run_configuration(
     name: Option<String>,
     model: &ModelArgs,
     head_dirs: &[PathBuf],
     schema: &Schema,
     rows: &[GoldRow],
-) -> anyhow::Result<Configuration> {
+    run: &Run,
+) -> anyhow::Result<(Configuration, Option<Vec<String>>)> {
     let (embedder, resolved) = load_embedder(model)?;
     let started = Instant::now();
-    let heads = load_heads(&embedder, &resolved, schema, head_dirs)?;
     let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
-    let embeddings = embedder.embed_passages(&texts)?;
+    if let Some(k) = run.cv {
+        if !head_dirs.is_empty() {
+            anyhow::bail!("--cv trains its own heads on each fold; leave out --head");
+        }
+        let embeddings = embed_cached(&embedder, &resolved, &texts, model.quiet)?;
+        let vectors: Vec<&[f32]> = embeddings.iter().map(|e| e.vector.as_slice()).collect();
+        let encoder = EncoderRecord {
+            name: resolved.name.clone(),
+            sha256: resolved.weights_checksum()?,
+        };
+        let options = TrainOptions {
+            seed: run.seed,
+            ..TrainOptions::default()
+        };
+        let (themes, stances, grouping) = stancer::cross_validation::cross_validate(
+            rows, &vectors, schema, &embedder, &encoder, k, &options,
+        )?;
+        let split = match grouping {
+            stancer::cross_validation::Grouping::ByTarget => "folds split by target",
+            stancer::cross_validation::Grouping::ByRow => "folds split by paragraph",
+        };
+        let head = format!("trained heads, {k}-fold cross-validation ({split})");
+        let info = RunInfo::new(
+            resolved.name.clone(),
+            head,
+            schema.origin.clone(),
+            embedder.device_label(),
+            rows.len(),
+            started.elapsed().as_secs_f64(),
+        );
+        let configuration = Configuration {
+            name: name.unwrap_or_else(|| format!("{} + trained ({k}-fold)", resolved.name)),
+            run: info,
+            themes,
+            stances,
+        };
+        return Ok((configuration, None));
+    }
+    let heads = load_heads(&embedder, &resolved, schema, head_dirs)?;
+    let embeddings = if run.cache {
+        embed_cached(&embedder, &resolved, &texts, model.quiet)?
+    } else {
+        embedder.embed_passages(&texts)?
+    };
     let vectors: Vec<&[f32]> = embeddings.iter().map(|e| e.vector.as_slice()).collect();
     let mut targets = TargetCache::new(schema);
     let (themes, stances) = gold::predict(
@@ -212,21 +279,89 @@ fn run_configuration(
         &mut targets,
     )?;
     let seconds = started.elapsed().as_secs_f64();
-    let head = heads.describe();
-    let run = RunInfo::new(
+    let info = RunInfo::new(
         resolved.name.clone(),
-        head.clone(),
+        heads.describe(),
         schema.origin.clone(),
         embedder.device_label(),
         rows.len(),
         seconds,
     );
-    Ok(Configuration {
+    let configuration = Configuration {
         name: name.unwrap_or_else(|| format!("{} + {}", resolved.name, heads.short_name())),
-        run,
+        run: info,
         themes,
         stances,
-    })
+    };
+    Ok((configuration, heads.seen_targets.clone()))
+}
+
+/// The report's JSON, with the stance scores split by whether a trained head saw the target.
+#[derive(serde::Serialize)]
+struct FullReport<'a> {
+    #[serde(flatten)]
+    report: &'a EvalReport,
+    stance_seen_targets: Option<&'a stancer::eval::StanceReport>,
+    stance_unseen_targets: Option<&'a stancer::eval::StanceReport>,
+}
+
+struct SeenSplit {
+    seen: Option<stancer::eval::StanceReport>,
+    unseen: Option<stancer::eval::StanceReport>,
+}
+
+fn split_by_seen(
+    configuration: &Configuration,
+    seen: &[String],
+    bootstrap: &Bootstrap,
+) -> SeenSplit {
+    let part = |keep: bool| {
+        let subset = Configuration {
+            name: configuration.name.clone(),
+            run: configuration.run.clone(),
+            themes: Vec::new(),
+            stances: configuration
+                .stances
+                .iter()
+                .filter(|s| seen.contains(&s.target) == keep)
+                .cloned()
+                .collect(),
+        };
+        eval::evaluate(&subset, &[] as &[&str], bootstrap).stance
+    };
+    SeenSplit {
+        seen: part(true),
+        unseen: part(false),
+    }
+}
+
+impl SeenSplit {
+    fn render(&self) -> String {
+        let mut text =
+            String::from("\nstance by whether the trained head saw the target in training\n");
+        for (name, report) in [
+            ("seen targets", &self.seen),
+            ("unseen targets", &self.unseen),
+        ] {
+            match report {
+                Some(r) => {
+                    let ci = r.scores.macro_f1_ci.map_or(String::new(), |c| {
+                        format!("  [{:.3}, {:.3}]", c.low, c.high)
+                    });
+                    let f_avg = r
+                        .scores
+                        .f_avg
+                        .map_or("-".to_string(), |f| format!("{f:.3}"));
+                    text.push_str(&format!(
+                        "  {name:<15} {:>5} rows  macro-F1 {:.3}{ci}  F_avg {f_avg}\n",
+                        r.scores.n, r.scores.macro_f1
+                    ));
+                }
+                None => text.push_str(&format!("  {name:<15}     0 rows\n")),
+            }
+        }
+        text
+    }
 }
 
 /// Exit code 1 when any report's macro-F1 is below the bar.

@@ -1,11 +1,13 @@
 //! Flags (clap derive, no I/O) and the short match over subcommands.
 
+mod cache;
 mod classify;
 mod embed;
 mod eval;
 mod models;
 mod output;
 mod setup;
+mod train;
 
 use std::process::ExitCode;
 
@@ -34,6 +36,12 @@ enum Command {
     /// Score labels against gold data (theme and stance metrics with confidence intervals), or
     /// compare configurations with --compare.
     Eval(eval::EvalArgs),
+    /// Fit a theme or stance head on labelled paragraphs (logistic regression on the encoder's
+    /// vectors); use it with --head.
+    Train(train::TrainArgs),
+    /// Inspect or clear the embedding cache.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// List, fetch and inspect models.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -66,6 +74,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Classify(args) => classify::run(args),
         Command::Embed(args) => embed::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Cache(command) => cache::run(command),
         Command::Eval(args) => eval::run(args),
         Command::Models(command) => models::run(command),
     }

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use stancer::embed::Embedder;
+use stancer::head::trained::TrainedHead;
 use stancer::model::fetch::{ModelSpec, ResolvedModel};
 
 use super::ModelArgs;
@@ -41,17 +42,42 @@ pub fn load_embedder(args: &ModelArgs) -> anyhow::Result<(Embedder, ResolvedMode
 /// The heads for a run: trained heads from `--head` folders where given, zero-shot otherwise.
 pub fn load_heads(
     embedder: &Embedder,
-    _model: &ResolvedModel,
+    model: &ResolvedModel,
     schema: &stancer::schema::Schema,
     head_dirs: &[std::path::PathBuf],
 ) -> anyhow::Result<stancer::head::Heads> {
-    if let Some(dir) = head_dirs.first() {
-        anyhow::bail!(
-            "{}: trained heads are not supported yet; run without --head for the zero-shot heads",
-            dir.display()
-        );
+    let heads = stancer::head::Heads::zero_shot(embedder, schema)?;
+    if head_dirs.is_empty() {
+        return Ok(heads);
     }
-    Ok(stancer::head::Heads::zero_shot(embedder, schema)?)
+    let checksum = model.weights_checksum()?;
+    let trained = head_dirs
+        .iter()
+        .map(|dir| TrainedHead::load(dir, &model.name, &checksum))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(heads.with_trained(trained))
+}
+
+/// Embeds passages through the on-disk cache (keyed by the encoder and its settings).
+pub fn embed_cached(
+    embedder: &Embedder,
+    model: &ResolvedModel,
+    texts: &[&str],
+    quiet: bool,
+) -> anyhow::Result<Vec<stancer::embed::Embedding>> {
+    let key = stancer::embed_cache::embedder_key(&model.weights_checksum()?, embedder);
+    let mut cache = stancer::embed_cache::EmbeddingCache::open(&key, embedder.dimension())?;
+    let embeddings = cache.embed_passages(embedder, texts)?;
+    notice(
+        quiet,
+        &format!(
+            "embeddings: {} from the cache, {} encoded ({})",
+            cache.hits,
+            cache.misses,
+            cache.path().display()
+        ),
+    );
+    Ok(embeddings)
 }
 
 /// Whether an error is a closed pipe on our output (`stancer ... | head`): a normal end.

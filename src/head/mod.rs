@@ -4,6 +4,8 @@
 //! favor, against and none toward a prepared target. The zero-shot heads here need nothing but
 //! the encoder and the schema; trained heads plug in through the same traits.
 
+pub mod linear;
+pub mod trained;
 pub mod zero_shot;
 
 use crate::embed::Embedder;
@@ -36,6 +38,8 @@ pub struct Heads {
     pub stance: Box<dyn StanceHead>,
     /// "zero-shot" unless a trained head is loaded.
     pub kind: String,
+    /// The targets a trained stance head saw in training (None for zero-shot stance).
+    pub seen_targets: Option<Vec<String>>,
 }
 
 impl Heads {
@@ -50,7 +54,41 @@ impl Heads {
             theme,
             stance: Box::new(zero_shot::ZeroShotStance::default()),
             kind: "zero-shot".into(),
+            seen_targets: None,
         })
+    }
+
+    /// Replaces the zero-shot heads with trained ones where given.
+    pub fn with_trained(mut self, trained: Vec<trained::TrainedHead>) -> Self {
+        let mut kinds = Vec::new();
+        for head in trained {
+            match head.manifest.task {
+                trained::Task::Theme => {
+                    kinds.push("trained theme");
+                    self.theme = Some(Box::new(trained::TrainedTheme(head)));
+                }
+                trained::Task::Stance => {
+                    kinds.push("trained stance");
+                    self.seen_targets = Some(head.manifest.training.targets.clone());
+                    self.stance = Box::new(trained::TrainedStance(head));
+                }
+            }
+        }
+        if !kinds.is_empty() {
+            self.kind = kinds.join(" + ");
+        }
+        self
+    }
+
+    /// No theme head and the zero-shot stance head: a base for trained heads that needs no
+    /// encoder work.
+    pub fn zero_shot_stance_only() -> Self {
+        Self {
+            theme: None,
+            stance: Box::new(zero_shot::ZeroShotStance::default()),
+            kind: "zero-shot".into(),
+            seen_targets: None,
+        }
     }
 
     pub fn describe(&self) -> String {
