@@ -11,5 +11,7 @@ mod common;
 mod encoder;
 #[path = "integration/eval.rs"]
 mod eval;
+#[path = "integration/models.rs"]
+mod models;
 #[path = "integration/train.rs"]
 mod train;

@@ -1,0 +1,101 @@
+"""Formats eval/RESULTS.md from the JSON reports that eval/run-benchmarks.sh writes."""
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+out, model = sys.argv[1], sys.argv[2]
+commands = dict(line.rstrip("\n").split("\t", 1) for line in open(os.path.join(out, "commands.tsv")))
+
+
+def load(name):
+    with open(os.path.join(out, name + ".json")) as f:
+        return json.load(f)
+
+
+def metric(value, interval=None):
+    if value is None:
+        return "–"
+    text = f"{100 * value:.1f}"
+    if interval:
+        text += f" [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+    return text
+
+
+def speed(report):
+    pps = report["run"].get("paragraphs_per_second")
+    return f"{pps:.0f}" if pps else "–"
+
+
+rows = [
+    ("Fixtures (83 paragraphs, 4 documents)", "zero-shot", "fixtures-zero-shot", "scored on all rows"),
+    ("Fixtures (83 paragraphs, 4 documents)", "trained, 5-fold CV", "fixtures-trained-cv", "folds by paragraph"),
+    ("SemEval-2016 val (294 tweets, 5 targets)", "zero-shot", "semeval-zero-shot", "parameters fitted on the train split"),
+    ("SemEval-2016 val (294 tweets, 5 targets)", "trained on train split", "semeval-trained", "2,620 training tweets"),
+    ("VAST dev (2,062 comments, 497 targets)", "zero-shot", "vast-zero-shot", ""),
+    ("VAST dev (2,062 comments, 497 targets)", "trained, 5-fold CV", "vast-trained-cv", "folds by target: every scored target unseen"),
+    ("AG News test (7,600 news leads, 4 themes)", "zero-shot", "agnews-zero-shot", "schema eval/schemas/agnews.toml"),
+    ("AG News test (7,600 news leads, 4 themes)", "trained, 5-fold CV", "agnews-trained-cv", "folds by paragraph"),
+]
+
+version = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+print("# Results")
+print()
+print(f"Measured {datetime.date.today().isoformat()} with `eval/run-benchmarks.sh` (commit {version}), model `{model}`,")
+print(f"on {platform.machine()} with {os.cpu_count()} cores. Scores are percentages with 95% percentile-bootstrap")
+print("intervals (1,000 resamples over paragraphs, seed 2016). Regenerate with `eval/run-benchmarks.sh`; the full")
+print("reports (JSON, HTML with confusion matrices and misclassified paragraphs) land in `target/benchmarks/`.")
+print()
+print("## Theme")
+print()
+print("| data | heads | n | accuracy | accuracy, alternatives accepted | macro-F1 | paragraphs/s | note |")
+print("|---|---|---:|---|---|---|---:|---|")
+for data, heads, name, note in rows:
+    report = load(name)
+    theme = report.get("theme")
+    if not theme:
+        continue
+    also = metric(theme["accuracy_also"], theme["accuracy_also_ci"]) if theme["accuracy_also"] != theme["accuracy"] else "–"
+    print(f"| {data} | {heads} | {theme['n']} | {metric(theme['accuracy'], theme['accuracy_ci'])} | {also} | "
+          f"{metric(theme['macro_f1'], theme['macro_f1_ci'])} | {speed(report)} | {note} |")
+print()
+print("## Stance")
+print()
+print("F_avg = (F1_favor + F1_against) / 2 is SemEval-2016's metric; macro-F1 averages all three classes (VAST's metric).")
+print()
+print("| data | heads | rows | macro-F1 | F_avg | accuracy | paragraphs/s | note |")
+print("|---|---|---:|---|---|---|---:|---|")
+for data, heads, name, note in rows:
+    report = load(name)
+    stance = report.get("stance")
+    if not stance:
+        continue
+    print(f"| {data} | {heads} | {stance['n']} | {metric(stance['macro_f1'], stance['macro_f1_ci'])} | "
+          f"{metric(stance['f_avg'], stance['f_avg_ci'])} | {metric(stance['accuracy'], stance['accuracy_ci'])} | "
+          f"{speed(report)} | {note} |")
+print()
+print("Per target (SemEval-2016 val):")
+print()
+print("| target | zero-shot F_avg | trained F_avg | trained macro-F1 |")
+print("|---|---|---|---|")
+zero = {t["target"]: t for t in load("semeval-zero-shot")["stance"]["targets"]}
+for t in load("semeval-trained")["stance"]["targets"]:
+    z = zero.get(t["target"], {})
+    print(f"| {t['target']} | {metric(z.get('f_avg'), z.get('f_avg_ci'))} | {metric(t['f_avg'], t['f_avg_ci'])} | "
+          f"{metric(t['macro_f1'], t['macro_f1_ci'])} |")
+print()
+print("## Reference points (from ../shared/data/README.md; other splits, for orientation only)")
+print()
+print("- SemEval-2016 Task 6 **test** set, F_avg: SVM baseline 67.3, RoBERTa-base 68.0, BERTweet 71.2, best in TweetEval 72.9.")
+print("  Our rows are on the **validation** split (294 tweets), so they are not directly comparable: the val split is")
+print("  small (intervals about ±6 points) and drawn from the training distribution, which the test set is not.")
+print("- VAST **test** set, macro-F1 (zero-shot): the dataset paper's model 65.7. Our row is 5-fold cross-validation on")
+print("  the **dev** set with folds split by target, so every scored target is unseen in training, as in VAST's")
+print("  zero-shot setting.")
+print()
+print("## Commands")
+print()
+for name, command in commands.items():
+    print(f"- `{name}`: `{command}`")
