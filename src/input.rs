@@ -154,20 +154,66 @@ pub fn document_paragraphs(doc: &str, text: &str) -> Vec<Paragraph> {
 
 /// Parses JSON Lines rows `{"id", "text", "target"?}`: each row is one paragraph, never split.
 pub fn jsonl_paragraphs(source: &Source, text: &str) -> Result<Vec<Paragraph>> {
-    let doc = source.name();
-    let path = PathBuf::from(&doc);
+    let mut rows = JsonlRows::new(source.name());
     let mut paragraphs = Vec::new();
-    let mut offset = 0;
-    for (number, raw) in text.split_inclusive('\n').enumerate() {
-        let line_start = offset;
-        offset += raw.len();
+    for raw in text.split_inclusive('\n') {
+        if let Some(paragraph) = rows.parse_line(raw)? {
+            paragraphs.push(paragraph);
+        }
+    }
+    Ok(paragraphs)
+}
+
+/// Paragraphs of a source, one at a time: JSON Lines files are read line by line, so memory
+/// stays flat however long they are; text documents and standard input are read whole.
+pub fn stream(source: &Source) -> Result<Box<dyn Iterator<Item = Result<Paragraph>>>> {
+    match source {
+        Source::File(path) if path.extension().is_some_and(|e| e == "jsonl") => {
+            let file = std::fs::File::open(path).map_err(|e| Error::read(path, e))?;
+            Ok(Box::new(JsonlStream {
+                reader: std::io::BufReader::with_capacity(1 << 16, file),
+                rows: JsonlRows::new(source.name()),
+                path: path.clone(),
+                buffer: Vec::new(),
+                done: false,
+            }))
+        }
+        _ => Ok(Box::new(paragraphs(source)?.into_iter().map(Ok))),
+    }
+}
+
+/// The state of reading JSON Lines rows: line numbers, byte offsets, paragraph count.
+struct JsonlRows {
+    doc: String,
+    path: PathBuf,
+    line: usize,
+    offset: usize,
+    count: usize,
+}
+
+impl JsonlRows {
+    fn new(doc: String) -> Self {
+        Self {
+            path: PathBuf::from(&doc),
+            doc,
+            line: 0,
+            offset: 0,
+            count: 0,
+        }
+    }
+
+    /// Parses one line (with its line end); blank lines give `None`.
+    fn parse_line(&mut self, raw: &str) -> Result<Option<Paragraph>> {
+        self.line += 1;
+        let line_start = self.offset;
+        self.offset += raw.len();
         let line = raw.trim_start_matches('\u{feff}').trim();
         if line.is_empty() {
-            continue;
+            return Ok(None);
         }
         let fail = |message: String| Error::Jsonl {
-            path: path.clone(),
-            line: number + 1,
+            path: self.path.clone(),
+            line: self.line,
             message,
         };
         let row: serde_json::Value =
@@ -179,9 +225,9 @@ pub fn jsonl_paragraphs(source: &Source, text: &str) -> Result<Vec<Paragraph>> {
             .get("text")
             .and_then(|t| t.as_str())
             .ok_or_else(|| fail("no \"text\" string field".into()))?;
-        let index = paragraphs.len() + 1;
+        let index = self.count + 1;
         let id = match object.get("id") {
-            None | Some(serde_json::Value::Null) => format!("{doc}#{index}"),
+            None | Some(serde_json::Value::Null) => format!("{}#{index}", self.doc),
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(serde_json::Value::Number(n)) => n.to_string(),
             Some(_) => return Err(fail("\"id\" must be a string or a number".into())),
@@ -191,8 +237,9 @@ pub fn jsonl_paragraphs(source: &Source, text: &str) -> Result<Vec<Paragraph>> {
             Some(serde_json::Value::String(s)) => Some(s.clone()),
             Some(_) => return Err(fail("\"target\" must be a string".into())),
         };
-        paragraphs.push(Paragraph {
-            doc: doc.clone(),
+        self.count += 1;
+        Ok(Some(Paragraph {
+            doc: self.doc.clone(),
             index,
             id,
             section: None,
@@ -200,7 +247,62 @@ pub fn jsonl_paragraphs(source: &Source, text: &str) -> Result<Vec<Paragraph>> {
             end: line_start + raw.trim_end_matches(['\n', '\r']).len(),
             text: text.to_string(),
             target,
-        });
+        }))
     }
-    Ok(paragraphs)
+}
+
+struct JsonlStream {
+    reader: std::io::BufReader<std::fs::File>,
+    rows: JsonlRows,
+    path: PathBuf,
+    buffer: Vec<u8>,
+    done: bool,
+}
+
+impl Iterator for JsonlStream {
+    type Item = Result<Paragraph>;
+
+    fn next(&mut self) -> Option<Result<Paragraph>> {
+        use std::io::BufRead;
+        while !self.done {
+            self.buffer.clear();
+            let read = match self.reader.read_until(b'\n', &mut self.buffer) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(Error::read(&self.path, e)));
+                }
+            };
+            if read == 0 {
+                self.done = true;
+                break;
+            }
+            let fail = |error: Error| Some(Err(error));
+            if self.buffer.contains(&0) {
+                self.done = true;
+                return fail(Error::Binary {
+                    path: self.path.clone(),
+                });
+            }
+            let line = match std::str::from_utf8(&self.buffer) {
+                Ok(line) => line,
+                Err(e) => {
+                    self.done = true;
+                    return fail(Error::NotUtf8 {
+                        path: self.path.clone(),
+                        offset: self.rows.offset + e.valid_up_to(),
+                    });
+                }
+            };
+            match self.rows.parse_line(line) {
+                Ok(Some(paragraph)) => return Some(Ok(paragraph)),
+                Ok(None) => continue,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        None
+    }
 }

@@ -70,16 +70,19 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
     });
 
     // Read and split everything once up front: bad input fails before the model loads, and the
-    // progress bar knows the total. Only the paragraph count is kept for files; they are read
-    // again when their turn comes, so memory does not grow with the input.
+    // progress bar knows the total. Only standard input is kept; files are read again when their
+    // turn comes (JSON Lines line by line), so memory does not grow with the input.
     let mut total = 0usize;
     let mut readable: Vec<(Source, Option<Vec<Paragraph>>)> = Vec::new();
     for source in sources {
-        match input::paragraphs(&source) {
-            Ok(paragraphs) => {
-                total += paragraphs.len();
-                let keep = matches!(source, Source::Stdin).then_some(paragraphs);
-                readable.push((source, keep));
+        let counted = match &source {
+            Source::Stdin => input::paragraphs(&source).map(|p| (p.len(), Some(p))),
+            Source::File(_) => count(&source).map(|n| (n, None)),
+        };
+        match counted {
+            Ok((n, kept)) => {
+                total += n;
+                readable.push((source, kept));
             }
             Err(e @ stancer::Error::Binary { .. }) if !args.strict => {
                 notice(
@@ -111,12 +114,19 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     writer.header(&mut output)?;
     for (source, kept) in readable {
-        let paragraphs = match kept {
-            Some(p) => p,
-            None => input::paragraphs(&source)?,
+        let mut paragraphs: Box<dyn Iterator<Item = stancer::Result<Paragraph>>> = match kept {
+            Some(p) => Box::new(p.into_iter().map(Ok)),
+            None => input::stream(&source)?,
         };
-        for chunk in paragraphs.chunks(CHUNK) {
-            let classified = classifier.classify(chunk)?;
+        loop {
+            let chunk = paragraphs
+                .by_ref()
+                .take(CHUNK)
+                .collect::<stancer::Result<Vec<_>>>()?;
+            if chunk.is_empty() {
+                break;
+            }
+            let classified = classifier.classify(&chunk)?;
             for (paragraph, result) in chunk.iter().zip(&classified) {
                 writer.write(&mut output, paragraph, result)?;
             }
@@ -136,6 +146,16 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
         ),
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Paragraphs in a file, checking every one parses (without keeping them).
+fn count(source: &Source) -> stancer::Result<usize> {
+    let mut n = 0;
+    for paragraph in input::stream(source)? {
+        paragraph?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 fn progress_bar(total: usize, quiet: bool) -> indicatif::ProgressBar {
