@@ -30,6 +30,9 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 environment=$("$root/scripts/cuda-toolchain.sh" --env)
 eval "$environment"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/stancer-cuda/target}
+# candle-kernels compiles its 26 .cu files through cudaforge, which runs nvcc on half the cores by
+# default: one at a time on a 2-core machine. All of them halves the cold build there.
+export CUDAFORGE_THREADS=${CUDAFORGE_THREADS:-$(nproc)}
 
 cd "$root"
 echo "cuda-build: ${command[*]} $* (CUDA_HOME=$CUDA_HOME, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)" >&2
