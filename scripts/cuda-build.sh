@@ -22,7 +22,7 @@ case $mode in
     check) command=(cargo check --locked --release --features cuda --all-targets) ;;
     clippy) command=(cargo clippy --locked --release --features cuda --all-targets) ;;
     build) command=(cargo build --locked --release --features cuda) ;;
-    -h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "cuda-build.sh: unknown mode '$mode' (check, clippy or build)" >&2; exit 2 ;;
 esac
 

@@ -22,7 +22,7 @@
 #    time on a GPU machine the driver's real libcuda.so.1 is loaded instead.
 set -euo pipefail
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 force=0
 for arg in "$@"; do
