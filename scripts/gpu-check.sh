@@ -94,7 +94,12 @@ PY
     # The first CUDA run JIT-compiles candle's PTX (about 20 s); the driver's cache keeps the result
     # for the later runs, if it is large enough.
     export CUDA_CACHE_MAXSIZE=${CUDA_CACHE_MAXSIZE:-4294967296}
-    PYTHONUNBUFFERED=1 timeout 420 python3 scripts/gpu_check.py --stancer "$binary" --data "$pack" --out "$out" "$@"
+    local status=0
+    PYTHONUNBUFFERED=1 timeout 420 python3 scripts/gpu_check.py --stancer "$binary" --data "$pack" \
+        --out "$out" "$@" || status=$?
+    [[ $status == 124 ]] && echo "gpu-check: stopped after 420 s; $out keeps what was measured"
+    sleep 1 # let tee write the end of the log before the call collects $OUT
+    return "$status"
 }
 
 dry_run() {
