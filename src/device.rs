@@ -39,15 +39,23 @@ pub const fn cuda_built() -> bool {
 pub fn select(choice: DeviceChoice, notice: &mut dyn FnMut(&str)) -> Result<Device> {
     match choice {
         DeviceChoice::Cpu => Ok(Device::Cpu),
-        DeviceChoice::Cuda(ordinal) => cuda(ordinal),
+        DeviceChoice::Cuda(ordinal) => open_cuda(ordinal).map_err(|reason| Error::Device {
+            message: if cuda_built() {
+                format!("{reason}; pass --device cpu to run on the CPU")
+            } else {
+                reason
+            },
+        }),
         DeviceChoice::Auto => {
             if !cuda_built() {
                 return Ok(Device::Cpu);
             }
-            match cuda(0) {
+            match open_cuda(0) {
                 Ok(device) => Ok(device),
-                Err(e) => {
-                    notice(&format!("no usable CUDA device ({e}); running on the CPU"));
+                Err(reason) => {
+                    notice(&format!(
+                        "no usable CUDA device ({reason}); running on the CPU"
+                    ));
                     Ok(Device::Cpu)
                 }
             }
@@ -55,21 +63,40 @@ pub fn select(choice: DeviceChoice, notice: &mut dyn FnMut(&str)) -> Result<Devi
     }
 }
 
+// `cuda_is_available()` is a compile-time answer, so a CUDA build asks the driver: on a machine
+// without a GPU (or without a driver) opening the device fails, and the failure says why.
 #[cfg(feature = "cuda")]
-fn cuda(ordinal: usize) -> Result<Device> {
-    Device::new_cuda(ordinal).map_err(|e| Error::Device {
-        message: format!(
-            "cannot open CUDA device {ordinal}: {}",
-            e.to_string().lines().next().unwrap_or("")
-        ),
-    })
+fn open_cuda(ordinal: usize) -> std::result::Result<Device, String> {
+    Device::new_cuda(ordinal)
+        .map_err(|e| format!("cannot open CUDA device {ordinal}: {}", driver_message(&e)))
+}
+
+/// The driver's own words for a failure ("CUDA_ERROR_NO_DEVICE: no CUDA-capable device is
+/// detected") rather than candle's debug print of the error value.
+#[cfg(feature = "cuda")]
+fn driver_message(error: &candle_core::Error) -> String {
+    use candle_core::cuda_backend::CudaError;
+    match error {
+        candle_core::Error::WithBacktrace { inner, .. } => driver_message(inner),
+        candle_core::Error::Cuda(inner) => match inner.downcast_ref::<CudaError>() {
+            Some(CudaError::Cuda(driver)) => match (driver.error_name(), driver.error_string()) {
+                (Ok(name), Ok(text)) => {
+                    format!("{}: {}", name.to_string_lossy(), text.to_string_lossy())
+                }
+                _ => format!("{driver:?}"),
+            },
+            _ => inner.to_string(),
+        },
+        other => other.to_string().lines().next().unwrap_or("").to_string(),
+    }
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda(_ordinal: usize) -> Result<Device> {
-    Err(Error::Device {
-        message: "this stancer was built without CUDA; rebuild with `cargo build --release --features cuda`".into(),
-    })
+fn open_cuda(_ordinal: usize) -> std::result::Result<Device, String> {
+    Err(
+        "this stancer was built without CUDA; rebuild with `cargo build --release --features cuda`"
+            .into(),
+    )
 }
 
 /// Parses `f32`, `f16` or `bf16`.
@@ -89,5 +116,68 @@ pub fn dtype_name(dtype: DType) -> &'static str {
         DType::BF16 => "bf16",
         DType::F64 => "f64",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_device_spelling() {
+        assert_eq!("auto".parse(), Ok(DeviceChoice::Auto));
+        assert_eq!("cpu".parse(), Ok(DeviceChoice::Cpu));
+        assert_eq!("cuda".parse(), Ok(DeviceChoice::Cuda(0)));
+        assert_eq!("cuda:3".parse(), Ok(DeviceChoice::Cuda(3)));
+        for bad in ["gpu", "cuda:", "cuda:x", "CUDA"] {
+            assert!(bad.parse::<DeviceChoice>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cpu_is_always_available_without_a_notice() {
+        let mut notices = Vec::new();
+        let device = select(DeviceChoice::Cpu, &mut |line| {
+            notices.push(line.to_string())
+        })
+        .unwrap();
+        assert!(device.is_cpu());
+        assert!(notices.is_empty());
+    }
+
+    #[test]
+    fn auto_in_a_cpu_build_is_the_cpu_without_a_notice() {
+        if cuda_built() {
+            return; // what auto finds depends on the machine
+        }
+        let mut notices = Vec::new();
+        let device = select(DeviceChoice::Auto, &mut |line| {
+            notices.push(line.to_string())
+        })
+        .unwrap();
+        assert!(device.is_cpu());
+        assert!(notices.is_empty(), "{notices:?}");
+    }
+
+    #[test]
+    fn cuda_in_a_cpu_build_names_the_rebuild_command() {
+        if cuda_built() {
+            return;
+        }
+        let error = select(DeviceChoice::Cuda(0), &mut |_| {}).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("cargo build --release --features cuda"),
+            "{message}"
+        );
+        assert_eq!(message.lines().count(), 1);
+    }
+
+    #[test]
+    fn dtypes_round_trip() {
+        for name in ["f32", "f16", "bf16"] {
+            assert_eq!(dtype_name(parse_dtype(name).unwrap()), name);
+        }
+        assert!(parse_dtype("f64").is_err());
     }
 }

@@ -289,3 +289,28 @@ fn output_file_is_not_left_half_written_on_failure() {
         .collect();
     assert!(leftovers.is_empty(), "temporary file left behind");
 }
+
+/// Issue 6: asking for the GPU in a CPU build names the rebuild command. (A CUDA build answers
+/// according to the machine it runs on, so this test has nothing to say about one.)
+#[test]
+fn cuda_device_in_a_cpu_build_names_the_rebuild_command() {
+    if stancer::device::cuda_built() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = text_file(dir.path());
+    for device in ["cuda", "cuda:1"] {
+        fails_with(
+            &[
+                "embed",
+                &input,
+                "--model",
+                tiny_model_folder().to_str().unwrap(),
+                "--device",
+                device,
+            ],
+            dir.path(),
+            "rebuild with `cargo build --release --features cuda`",
+        );
+    }
+}
