@@ -314,3 +314,35 @@ fn cuda_device_in_a_cpu_build_names_the_rebuild_command() {
         );
     }
 }
+
+#[test]
+fn a_closed_pipe_is_a_normal_exit() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("doc.txt");
+    let text: String = (0..3000)
+        .map(|i| format!("Paragraph {i} is about peace.\n\n"))
+        .collect();
+    std::fs::write(&doc, text).unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("stancer"))
+        .args([
+            "embed",
+            doc.to_str().unwrap(),
+            "--model",
+            tiny_model_folder().to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read a little, then close the pipe, like `stancer embed ... | head -c 100`.
+    let mut first = [0u8; 100];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
