@@ -1,5 +1,6 @@
 //! Flags (clap derive, no I/O) and the short match over subcommands.
 
+mod bench;
 mod embed;
 mod models;
 mod output;
@@ -27,6 +28,8 @@ pub struct Cli {
 enum Command {
     /// Embed paragraphs and write one JSON line per paragraph: {"id", "vector", "tokens", "windows"}.
     Embed(embed::EmbedArgs),
+    /// Time the encoder on a corpus: paragraphs/s, tokens/s, batch latency, peak memory.
+    Bench(bench::BenchArgs),
     /// List, fetch and inspect models.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -49,6 +52,10 @@ pub struct ModelArgs {
     /// Token budget of one batch (rows x longest sequence).
     #[arg(long, default_value_t = stancer::embed::DEFAULT_BATCH_TOKENS, value_name = "N")]
     pub batch_tokens: usize,
+    /// Which BERT forward to run: auto (packed on the CPU in f32, else candle), candle or packed.
+    /// A diagnostic for comparing the two.
+    #[arg(long, default_value = "auto", value_name = "ENGINE", hide = true)]
+    pub engine: stancer::model::Engine,
     /// No progress output on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -58,6 +65,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Embed(args) => embed::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Models(command) => models::run(command),
     }
 }

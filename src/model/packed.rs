@@ -1,0 +1,695 @@
+//! A CPU-only BERT forward on packed sequences: the same checkpoint and the same arithmetic as
+//! [`super::bert::Bert`], without padding and without a tensor library in the loop.
+//!
+//! A batch's real tokens are stacked into one `(tokens, hidden)` matrix, so every per-token stage
+//! (the linear layers, LayerNorm, GELU) runs on real tokens only, and attention runs per sequence
+//! and head, where no mask is needed. Time goes where it should:
+//! - matrix products go straight to the `gemm` crate (the kernel candle itself uses on the CPU),
+//!   with the bias, and for the output projections the residual, already in the destination, so
+//!   the product adds onto them instead of a separate pass over memory;
+//! - the rows are processed in chunks small enough to stay in cache, each chunk running the
+//!   attention output, LayerNorm, feed-forward, LayerNorm and the next layer's QKV projection back
+//!   to back, with the chunks (and attention's sequence x head tasks) spread over rayon's threads;
+//! - GELU (erf) and softmax (exp) use branch-free polynomial approximations accurate to a few ulp,
+//!   compiled for AVX2+FMA when the CPU has it, instead of scalar libm calls.
+//!
+//! Results per sequence do not depend on what else is in the batch (up to the last bits of gemm's
+//! blocking) and the same batch gives the same bits every time: no reduction crosses threads.
+//!
+//! This file holds only the model: no I/O, no tokenization, no printing.
+
+use std::cell::RefCell;
+
+use candle_core::{DType, Tensor};
+use candle_nn::VarBuilder;
+use rayon::prelude::*;
+
+use super::bert::{Activation, BertConfig};
+use super::Pooling;
+
+/// Rows (tokens) per chunk of the per-token stages. Big enough for gemm to run at full speed,
+/// small enough that a chunk's intermediate activations (rows x intermediate) stay in L2.
+const CHUNK_ROWS: usize = 64;
+
+fn to_vec(tensor: &Tensor) -> candle_core::Result<Vec<f32>> {
+    tensor.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
+}
+
+/// A linear layer with its weight stored transposed, `(inputs, outputs)` row-major, the layout
+/// the product `x · W^T` reads along rows.
+struct Linear {
+    weight_t: Vec<f32>,
+    bias: Vec<f32>,
+    inputs: usize,
+    outputs: usize,
+}
+
+impl Linear {
+    fn load(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Self> {
+        let weight = vb.get((outputs, inputs), "weight")?;
+        let bias = vb.get(outputs, "bias")?;
+        Self::from_parts(&[(weight, bias)], inputs)
+    }
+
+    /// Stacks several linear layers over the same input into one (query, key, value -> qkv).
+    fn from_parts(parts: &[(Tensor, Tensor)], inputs: usize) -> candle_core::Result<Self> {
+        let weight = Tensor::cat(&parts.iter().map(|p| p.0.clone()).collect::<Vec<_>>(), 0)?;
+        let bias = Tensor::cat(&parts.iter().map(|p| p.1.clone()).collect::<Vec<_>>(), 0)?;
+        let outputs = weight.dim(0)?;
+        Ok(Self {
+            weight_t: to_vec(&weight.t()?.contiguous()?)?,
+            bias: to_vec(&bias)?,
+            inputs,
+            outputs,
+        })
+    }
+
+    /// `out = bias + x · W^T` for `rows` rows of `x` (row stride `inputs`) into `out` (row stride
+    /// `outputs`). With `accumulate`, `out` already holds something to add to (a residual) and
+    /// the bias is added on top of it.
+    fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], accumulate: bool) {
+        debug_assert!(x.len() >= rows * self.inputs && out.len() >= rows * self.outputs);
+        for row in out[..rows * self.outputs].chunks_exact_mut(self.outputs) {
+            if accumulate {
+                kernels::add(row, &self.bias);
+            } else {
+                row.copy_from_slice(&self.bias);
+            }
+        }
+        // SAFETY: the slices hold rows x inputs, inputs x outputs and rows x outputs values with
+        // the strides given, as checked above and by construction.
+        unsafe {
+            matmul(
+                rows,
+                self.outputs,
+                self.inputs,
+                out.as_mut_ptr(),
+                self.outputs,
+                true,
+                x.as_ptr(),
+                self.inputs,
+                1,
+                self.weight_t.as_ptr(),
+                self.outputs,
+                1,
+                1.0,
+            );
+        }
+    }
+}
+
+/// `dst (m x n, row stride dst_rs) = [dst +] scale * a (m x k) · b (k x n)`, single-threaded:
+/// callers spread work over threads themselves.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    a: *const f32,
+    a_rs: usize,
+    a_cs: usize,
+    b: *const f32,
+    b_rs: usize,
+    b_cs: usize,
+    scale: f32,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        accumulate,
+        a,
+        a_cs as isize,
+        a_rs as isize,
+        b,
+        b_cs as isize,
+        b_rs as isize,
+        1.0,
+        scale,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
+}
+
+struct LayerNorm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    eps: f32,
+}
+
+impl LayerNorm {
+    fn load(vb: VarBuilder, size: usize, eps: f64) -> candle_core::Result<Self> {
+        Ok(Self {
+            weight: to_vec(&vb.get(size, "weight")?)?,
+            bias: to_vec(&vb.get(size, "bias")?)?,
+            eps: eps as f32,
+        })
+    }
+
+    fn forward(&self, rows: &mut [f32]) {
+        for row in rows.chunks_exact_mut(self.weight.len()) {
+            kernels::layer_norm(row, &self.weight, &self.bias, self.eps);
+        }
+    }
+}
+
+/// `embeddings.*`: word + position + token type (always 0), then LayerNorm.
+struct Embeddings {
+    word: Vec<f32>,
+    position: Vec<f32>,
+    token_type_zero: Vec<f32>,
+    norm: LayerNorm,
+    vocab: usize,
+}
+
+impl Embeddings {
+    fn load(vb: VarBuilder, cfg: &BertConfig) -> candle_core::Result<Self> {
+        let hidden = cfg.hidden_size;
+        let word = vb
+            .pp("word_embeddings")
+            .get((cfg.vocab_size, hidden), "weight")?;
+        let position = vb
+            .pp("position_embeddings")
+            .get((cfg.max_position_embeddings, hidden), "weight")?;
+        let token_type = vb
+            .pp("token_type_embeddings")
+            .get((cfg.type_vocab_size, hidden), "weight")?;
+        Ok(Self {
+            word: to_vec(&word)?,
+            position: to_vec(&position)?,
+            token_type_zero: to_vec(&token_type.get(0)?)?,
+            norm: LayerNorm::load(vb.pp("LayerNorm"), hidden, cfg.layer_norm_eps)?,
+            vocab: cfg.vocab_size,
+        })
+    }
+
+    /// Writes the embedding of `id` at `position` into `out` (one row).
+    fn row(&self, id: u32, position: usize, out: &mut [f32]) {
+        let hidden = out.len();
+        let word = &self.word[id as usize * hidden..][..hidden];
+        let position = &self.position[position * hidden..][..hidden];
+        for (((o, w), p), t) in out
+            .iter_mut()
+            .zip(word)
+            .zip(position)
+            .zip(&self.token_type_zero)
+        {
+            *o = w + p + t;
+        }
+        kernels::layer_norm(out, &self.norm.weight, &self.norm.bias, self.norm.eps);
+    }
+}
+
+/// One `encoder.layer.N`.
+struct Layer {
+    qkv: Linear,
+    attention_output: Linear,
+    attention_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    output_norm: LayerNorm,
+}
+
+impl Layer {
+    fn load(vb: VarBuilder, cfg: &BertConfig) -> candle_core::Result<Self> {
+        let hidden = cfg.hidden_size;
+        let attention = vb.pp("attention");
+        let this = attention.pp("self");
+        let parts = ["query", "key", "value"]
+            .iter()
+            .map(|name| {
+                let vb = this.pp(name);
+                Ok((vb.get((hidden, hidden), "weight")?, vb.get(hidden, "bias")?))
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self {
+            qkv: Linear::from_parts(&parts, hidden)?,
+            attention_output: Linear::load(attention.pp("output").pp("dense"), hidden, hidden)?,
+            attention_norm: LayerNorm::load(
+                attention.pp("output").pp("LayerNorm"),
+                hidden,
+                cfg.layer_norm_eps,
+            )?,
+            intermediate: Linear::load(
+                vb.pp("intermediate").pp("dense"),
+                hidden,
+                cfg.intermediate_size,
+            )?,
+            output: Linear::load(vb.pp("output").pp("dense"), cfg.intermediate_size, hidden)?,
+            output_norm: LayerNorm::load(
+                vb.pp("output").pp("LayerNorm"),
+                hidden,
+                cfg.layer_norm_eps,
+            )?,
+        })
+    }
+}
+
+/// A raw pointer that rayon tasks may share; each task writes a region no other task touches.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+// SAFETY: only used for disjoint writes, joined before the buffer is read again.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// The pointer, through a method so closures capture the whole (Send) wrapper.
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
+thread_local! {
+    /// Per-thread scratch: a chunk's intermediate activations, or one head's attention scores.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut scratch = cell.borrow_mut();
+        if scratch.len() < len {
+            scratch.resize(len, 0.0);
+        }
+        f(&mut scratch[..len])
+    })
+}
+
+/// The packed CPU BERT encoder.
+pub struct PackedBert {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    pooling: Pooling,
+    activation: Activation,
+    hidden: usize,
+    heads: usize,
+    head_size: usize,
+    intermediate: usize,
+    max_positions: usize,
+}
+
+impl PackedBert {
+    /// Loads the same tensor names as [`super::bert::Bert::load`]; `vb` must be on the CPU.
+    pub fn load(vb: VarBuilder, cfg: &BertConfig, pooling: Pooling) -> candle_core::Result<Self> {
+        let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") {
+            vb
+        } else {
+            vb.pp("bert")
+        };
+        let embeddings = Embeddings::load(vb.pp("embeddings"), cfg)?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| Layer::load(vb.pp("encoder").pp(format!("layer.{i}")), cfg))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self {
+            embeddings,
+            layers,
+            pooling,
+            activation: cfg.hidden_act,
+            hidden: cfg.hidden_size,
+            heads: cfg.num_attention_heads,
+            head_size: cfg.hidden_size / cfg.num_attention_heads,
+            intermediate: cfg.intermediate_size,
+            max_positions: cfg.max_position_embeddings,
+        })
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.hidden
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+
+    /// Pooled vectors (not normalised), one per sequence, in order.
+    pub fn forward_pooled(&self, sequences: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
+        let hidden = self.hidden;
+        let mut offsets = Vec::with_capacity(sequences.len() + 1);
+        offsets.push(0);
+        for sequence in sequences {
+            if sequence.is_empty() || sequence.len() > self.max_positions {
+                candle_core::bail!(
+                    "a sequence of {} tokens; the model takes 1 to {}",
+                    sequence.len(),
+                    self.max_positions
+                );
+            }
+            if let Some(&id) = sequence
+                .iter()
+                .find(|&&id| id as usize >= self.embeddings.vocab)
+            {
+                candle_core::bail!(
+                    "token id {id} is outside the vocabulary ({})",
+                    self.embeddings.vocab
+                );
+            }
+            offsets.push(offsets.last().copied().unwrap_or(0) + sequence.len());
+        }
+        let tokens = offsets.last().copied().unwrap_or(0);
+        // (token, position) for every packed row.
+        let rows: Vec<(u32, usize)> = sequences
+            .iter()
+            .flat_map(|s| s.iter().enumerate().map(|(p, &id)| (id, p)))
+            .collect();
+
+        let mut states = vec![0.0f32; tokens * hidden];
+        let mut qkv = vec![0.0f32; tokens * 3 * hidden];
+        let mut context = vec![0.0f32; tokens * hidden];
+
+        // Embeddings and the first layer's QKV projection, chunk by chunk.
+        if let Some(first) = self.layers.first() {
+            states
+                .par_chunks_mut(CHUNK_ROWS * hidden)
+                .zip(qkv.par_chunks_mut(CHUNK_ROWS * 3 * hidden))
+                .zip(rows.par_chunks(CHUNK_ROWS))
+                .for_each(|((states, qkv), rows)| {
+                    for (out, &(id, position)) in states.chunks_exact_mut(hidden).zip(rows) {
+                        self.embeddings.row(id, position, out);
+                    }
+                    first.qkv.forward(states, rows.len(), qkv, false);
+                });
+        } else {
+            for (out, &(id, position)) in states.chunks_exact_mut(hidden).zip(&rows) {
+                self.embeddings.row(id, position, out);
+            }
+        }
+
+        for (index, layer) in self.layers.iter().enumerate() {
+            self.attention(&qkv, &offsets, &mut context);
+            let next = self.layers.get(index + 1);
+            states
+                .par_chunks_mut(CHUNK_ROWS * hidden)
+                .zip(qkv.par_chunks_mut(CHUNK_ROWS * 3 * hidden))
+                .zip(context.par_chunks(CHUNK_ROWS * hidden))
+                .for_each(|((states, qkv), context)| {
+                    let rows = states.len() / hidden;
+                    self.feed_forward(layer, states, context, rows);
+                    if let Some(next) = next {
+                        next.qkv.forward(states, rows, qkv, false);
+                    }
+                });
+        }
+
+        Ok(offsets
+            .windows(2)
+            .map(|range| self.pool(&states[range[0] * hidden..range[1] * hidden]))
+            .collect())
+    }
+
+    /// The per-token part of a layer for a chunk of rows: attention output projection onto the
+    /// residual, LayerNorm, feed-forward onto the residual, LayerNorm, in place in `states`.
+    fn feed_forward(&self, layer: &Layer, states: &mut [f32], context: &[f32], rows: usize) {
+        layer.attention_output.forward(context, rows, states, true);
+        layer.attention_norm.forward(states);
+        with_scratch(rows * self.intermediate, |inner| {
+            layer.intermediate.forward(states, rows, inner, false);
+            match self.activation {
+                Activation::Gelu => kernels::gelu_erf(inner),
+                Activation::GeluApproximate => kernels::gelu_tanh(inner),
+                Activation::Relu => inner.iter_mut().for_each(|x| *x = x.max(0.0)),
+            }
+            layer.output.forward(inner, rows, states, true);
+        });
+        layer.output_norm.forward(states);
+    }
+
+    /// Self-attention for every sequence and head: `context = softmax(q k^T / sqrt(d)) v`.
+    fn attention(&self, qkv: &[f32], offsets: &[usize], context: &mut [f32]) {
+        let hidden = self.hidden;
+        let stride = 3 * hidden;
+        let head_size = self.head_size;
+        let scale = 1.0 / (head_size as f32).sqrt();
+        let out = Shared(context.as_mut_ptr());
+        let tasks: Vec<(usize, usize, usize)> = offsets
+            .windows(2)
+            .flat_map(|range| (0..self.heads).map(move |head| (range[0], range[1], head)))
+            .collect();
+        tasks.par_iter().for_each(|&(start, end, head)| {
+            let length = end - start;
+            let query = qkv[start * stride + head * head_size..].as_ptr();
+            let key = qkv[start * stride + hidden + head * head_size..].as_ptr();
+            let value = qkv[start * stride + 2 * hidden + head * head_size..].as_ptr();
+            with_scratch(length * length, |scores| {
+                // SAFETY: query, key and value rows lie inside `qkv` (length rows of stride
+                // 3 x hidden from `start`); the output block (rows start..end, this head's
+                // columns) belongs to this task alone.
+                unsafe {
+                    matmul(
+                        length,
+                        length,
+                        head_size,
+                        scores.as_mut_ptr(),
+                        length,
+                        false,
+                        query,
+                        stride,
+                        1,
+                        key,
+                        1,
+                        stride,
+                        scale,
+                    );
+                    for row in scores.chunks_exact_mut(length) {
+                        kernels::softmax(row);
+                    }
+                    matmul(
+                        length,
+                        head_size,
+                        length,
+                        out.ptr().add(start * hidden + head * head_size),
+                        hidden,
+                        false,
+                        scores.as_ptr(),
+                        length,
+                        1,
+                        value,
+                        stride,
+                        1,
+                        1.0,
+                    );
+                }
+            });
+        });
+    }
+
+    fn pool(&self, states: &[f32]) -> Vec<f32> {
+        match self.pooling {
+            Pooling::Cls => states[..self.hidden].to_vec(),
+            Pooling::Mean => {
+                let mut sum = vec![0.0f32; self.hidden];
+                let rows = states.len() / self.hidden;
+                for row in states.chunks_exact(self.hidden) {
+                    kernels::add(&mut sum, row);
+                }
+                let count = rows as f32;
+                sum.iter_mut().for_each(|s| *s /= count);
+                sum
+            }
+        }
+    }
+}
+
+/// Element-wise kernels: plain loops the compiler vectorises, built twice (baseline x86-64 and
+/// AVX2+FMA) and chosen at run time.
+pub(crate) mod kernels {
+    macro_rules! dispatch {
+        ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+            $(#[$meta])*
+            pub fn $name($($arg: $ty),*) {
+                #[inline(always)]
+                fn generic($($arg: $ty),*) $body
+                #[cfg(target_arch = "x86_64")]
+                {
+                    #[target_feature(enable = "avx2,fma")]
+                    unsafe fn avx2($($arg: $ty),*) {
+                        generic($($arg),*)
+                    }
+                    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                        // SAFETY: the CPU has the features `avx2` was compiled for.
+                        return unsafe { avx2($($arg),*) };
+                    }
+                }
+                generic($($arg),*)
+            }
+        };
+    }
+
+    dispatch! {
+        /// `row += other`.
+        fn add(row: &mut [f32], other: &[f32]) {
+            for (r, o) in row.iter_mut().zip(other) {
+                *r += o;
+            }
+        }
+    }
+
+    dispatch! {
+        /// LayerNorm of one row in place: `(x - mean) / sqrt(var + eps) * weight + bias`.
+        fn layer_norm(row: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
+            let n = row.len() as f32;
+            let mean = sum(row) / n;
+            let mut squares = [0.0f32; 8];
+            let mut chunks = row.chunks_exact(8);
+            for chunk in &mut chunks {
+                for (s, x) in squares.iter_mut().zip(chunk) {
+                    let d = x - mean;
+                    *s += d * d;
+                }
+            }
+            let mut variance = squares.iter().sum::<f32>();
+            for x in chunks.remainder() {
+                variance += (x - mean) * (x - mean);
+            }
+            let inverse = 1.0 / (variance / n + eps).sqrt();
+            for ((x, w), b) in row.iter_mut().zip(weight).zip(bias) {
+                *x = (*x - mean) * inverse * w + b;
+            }
+        }
+    }
+
+    /// Sum with eight independent lanes, so it vectorises.
+    #[inline(always)]
+    fn sum(xs: &[f32]) -> f32 {
+        let mut lanes = [0.0f32; 8];
+        let mut chunks = xs.chunks_exact(8);
+        for chunk in &mut chunks {
+            for (l, x) in lanes.iter_mut().zip(chunk) {
+                *l += x;
+            }
+        }
+        lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+    }
+
+    dispatch! {
+        /// Softmax of one row in place.
+        fn softmax(row: &mut [f32]) {
+            let mut max = f32::NEG_INFINITY;
+            for &x in row.iter() {
+                max = if x > max { x } else { max };
+            }
+            for x in row.iter_mut() {
+                *x = exp(*x - max);
+            }
+            let inverse = 1.0 / sum(row);
+            for x in row.iter_mut() {
+                *x *= inverse;
+            }
+        }
+    }
+
+    dispatch! {
+        /// The exact GELU, `x / 2 * (1 + erf(x / sqrt 2))`, in place.
+        fn gelu_erf(xs: &mut [f32]) {
+            for x in xs.iter_mut() {
+                let v = *x;
+                *x = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+            }
+        }
+    }
+
+    dispatch! {
+        /// The tanh approximation of GELU, in place.
+        fn gelu_tanh(xs: &mut [f32]) {
+            const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+            for x in xs.iter_mut() {
+                let v = *x;
+                let inner = SQRT_2_OVER_PI * (v + 0.044_715 * v * v * v);
+                // tanh(u) = 1 - 2 / (exp(2u) + 1), with the argument clamped so exp stays finite.
+                let u = inner.clamp(-40.0, 40.0);
+                let tanh = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
+                *x = 0.5 * v * (1.0 + tanh);
+            }
+        }
+    }
+
+    /// `exp(x)` for x <= ~88, within ~2 ulp (Cephes' expf polynomial); branch-free, so loops over
+    /// it vectorise. Inputs below -87 give ~1e-38 instead of a denormal or 0.
+    #[inline(always)]
+    pub fn exp(x: f32) -> f32 {
+        const LOG2E: f32 = std::f32::consts::LOG2_E;
+        const LN2_HI: f32 = 0.693_359_4;
+        const LN2_LO: f32 = -2.121_944_4e-4;
+        // 1.5 x 2^23: adding it rounds to an integer, kept in the low mantissa bits.
+        const ROUND: f32 = 12_582_912.0;
+        let x = if x < -87.0 { -87.0 } else { x };
+        let x = if x > 88.0 { 88.0 } else { x };
+        let n = (x * LOG2E + ROUND) - ROUND;
+        let r = x - n * LN2_HI - n * LN2_LO;
+        let mut p = 1.987_569_1e-4;
+        p = p * r + 1.398_199_9e-3;
+        p = p * r + 8.333_452e-3;
+        p = p * r + 4.166_579_6e-2;
+        p = p * r + 1.666_666_5e-1;
+        p = p * r + 0.5;
+        let y = p * r * r + r + 1.0;
+        let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+        y * scale
+    }
+
+    /// `erf(x)` within a few ulp: the rational approximation Eigen and XLA use for f32, on
+    /// [-4, 4] (outside it erf is +-1 in f32). Branch-free, so loops over it vectorise.
+    #[inline(always)]
+    pub fn erf(x: f32) -> f32 {
+        let x = x.clamp(-4.0, 4.0);
+        let x2 = x * x;
+        let mut p = -2.726_142_3e-10;
+        p = p * x2 + 2.770_681_4e-8;
+        p = p * x2 - 2.101_024e-6;
+        p = p * x2 - 5.692_506_4e-5;
+        p = p * x2 - 7.349_906_3e-4;
+        p = p * x2 - 2.954_6e-3;
+        p = p * x2 - 1.609_603_3e-2;
+        p *= x;
+        let mut q = -1.456_607_2e-5;
+        q = q * x2 - 2.133_740_5e-4;
+        q = q * x2 - 1.682_827e-3;
+        q = q * x2 - 7.373_329e-3;
+        q = q * x2 - 1.426_474e-2;
+        p / q
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn exp_is_close_to_std() {
+            let mut worst = 0.0f64;
+            let mut x = -87.0f32;
+            while x < 88.0 {
+                let relative = ((exp(x) as f64 - (x as f64).exp()) / (x as f64).exp()).abs();
+                worst = worst.max(relative);
+                x += 0.0137;
+            }
+            assert!(worst < 5e-7, "relative error {worst}");
+        }
+
+        #[test]
+        fn erf_is_close_to_candle() {
+            let mut worst = 0.0f64;
+            let mut x = -6.0f32;
+            while x < 6.0 {
+                let expected = candle_core::cpu::erf::erf_f64(x as f64);
+                worst = worst.max((erf(x) as f64 - expected).abs());
+                x += 0.001;
+            }
+            assert!(worst < 5e-7, "absolute error {worst}");
+        }
+
+        #[test]
+        fn softmax_sums_to_one() {
+            let mut row = [1.0f32, 2.0, 3.0, -1e30, 0.5];
+            softmax(&mut row);
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+            assert!(row[3] < 1e-30);
+            assert!(row[2] > row[1] && row[1] > row[0]);
+        }
+    }
+}
