@@ -47,6 +47,10 @@ pub struct BenchArgs {
     /// Time the whole classify path instead of the encoder alone.
     #[arg(long)]
     classify: bool,
+    /// Also time each stage of the packed CPU encoder (CPU seconds summed over threads, per
+    /// pass); the timers themselves cost a little.
+    #[arg(long)]
+    profile: bool,
 }
 
 /// One timed pass over the corpus.
@@ -55,6 +59,13 @@ struct Pass {
     seconds: f64,
     paragraphs_per_second: f64,
     tokens_per_second: f64,
+}
+
+/// CPU time of one stage of the packed encoder in one pass.
+#[derive(Debug, Clone, Serialize)]
+struct Stage {
+    name: String,
+    seconds: f64,
 }
 
 /// Everything a benchmark run found, as plain data.
@@ -84,6 +95,9 @@ struct Report {
     /// Peak resident memory of the process (VmHWM), in MiB.
     peak_rss_mib: Option<f64>,
     passes: Vec<Pass>,
+    /// Per-stage CPU seconds per pass, with --profile (packed encoder only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stages: Vec<Stage>,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -132,7 +146,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     embedder.embed_passages_counted(warm_up, &mut EmbedStats::default())?;
     let warm_up_seconds = started.elapsed().as_secs_f64();
 
+    stancer::model::packed::profile::enable(args.profile);
     let passes = measure(&embedder, &texts, args.passes, quiet)?;
+    stancer::model::packed::profile::enable(false);
+    let stages: Vec<Stage> = stancer::model::packed::profile::take()
+        .into_iter()
+        .map(|(name, seconds)| Stage {
+            name: name.to_string(),
+            seconds: seconds / args.passes as f64,
+        })
+        .filter(|stage| stage.seconds > 0.0)
+        .collect();
     let report = Report::from_passes(
         &embedder,
         &corpus,
@@ -140,6 +164,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         threads,
         (args.model.batch_tokens, args.batch_rows),
         (load_seconds, warm_up_seconds),
+        stages,
     );
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
@@ -214,6 +239,7 @@ impl Report {
         threads: usize,
         (batch_tokens, batch_rows): (usize, usize),
         (load_seconds, warm_up_seconds): (f64, f64),
+        stages: Vec<Stage>,
     ) -> Self {
         let first = &passes[0].1;
         let seconds = median(passes.iter().map(|(s, _)| *s).collect());
@@ -251,6 +277,7 @@ impl Report {
                     tokens_per_second: stats.real_tokens as f64 / s,
                 })
                 .collect(),
+            stages,
         }
     }
 
@@ -263,7 +290,7 @@ impl Report {
             .iter()
             .map(|p| format!("{:.1}", p.paragraphs_per_second))
             .collect();
-        format!(
+        let mut text = format!(
             "model            {} ({}, {} threads)\n\
              corpus           {}: {} paragraphs, {} sequences, {} tokens\n\
              batches          {} (budget {} tokens, at most {} rows), padding {:.1}%\n\
@@ -291,7 +318,22 @@ impl Report {
             self.batch_p95_ms,
             self.load_seconds,
             self.warm_up_seconds,
-        )
+        );
+        let total: f64 = self.stages.iter().map(|s| s.seconds).sum();
+        if total > 0.0 {
+            text.push_str(&format!(
+                "stages           CPU seconds per pass, summed over threads ({total:.2} s):\n"
+            ));
+            for stage in &self.stages {
+                text.push_str(&format!(
+                    "  {:<45} {:>7.3} s {:>5.1}%\n",
+                    stage.name,
+                    stage.seconds,
+                    100.0 * stage.seconds / total
+                ));
+            }
+        }
+        text
     }
 }
 
