@@ -195,7 +195,7 @@ def _package_model_dir() -> Path:
 
 
 def export_onnx() -> None:
-    fp32, int8 = WORK / "model-fp32.onnx", WORK / "model-int8.onnx"
+    fp32, int8 = WORK / "model-fp32.onnx", WORK / "model-int8-per-channel.onnx"
     if fp32.exists() and int8.exists():
         return
     import torch
@@ -227,8 +227,9 @@ def export_onnx() -> None:
                           output_names=["pooled"], dynamic_axes=axes, dynamo=True, external_data=False)
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    print("[prepare] quantising ONNX int8 (dynamic, per-tensor QInt8 weights)", flush=True)
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+    # Per-channel QInt8 weights: per-tensor scales cost this model a worst cosine of ~0.90.
+    print("[prepare] quantising ONNX int8 (dynamic, per-channel QInt8 weights)", flush=True)
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,7 +273,7 @@ def _python_worker(implementation: str, corpus: str, threads: int, save_vectors:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        file = "model-fp32.onnx" if implementation == "ort-fp32" else "model-int8.onnx"
+        file = "model-fp32.onnx" if implementation == "ort-fp32" else "model-int8-per-channel.onnx"
         session = ort.InferenceSession(str(WORK / file), options, providers=["CPUExecutionProvider"])
         tokenizer = _tokenizer()
 
