@@ -291,7 +291,7 @@ impl Report {
             .map(|p| format!("{:.1}", p.paragraphs_per_second))
             .collect();
         let mut text = format!(
-            "model            {} ({}, {} threads)\n\
+            "model            {} ({}, {} thread{})\n\
              corpus           {}: {} paragraphs, {} sequences, {} tokens\n\
              batches          {} (budget {} tokens, at most {} rows), padding {:.1}%\n\
              paragraphs/s     {:.1} (median of {} passes: {})\n\
@@ -302,6 +302,7 @@ impl Report {
             self.model,
             self.device,
             self.threads,
+            if self.threads == 1 { "" } else { "s" },
             self.corpus,
             self.paragraphs,
             self.sequences,
