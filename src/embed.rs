@@ -10,7 +10,7 @@ use candle_core::{DType, Device};
 use crate::batch;
 use crate::error::{Error, Result};
 use crate::model::fetch::ResolvedModel;
-use crate::model::{BertEncoder, Encoder};
+use crate::model::{BertEncoder, Encoder, Engine};
 use crate::tokenize::TextTokenizer;
 
 /// Defaults for batch planning, measured on a 2-core CPU (see BENCHMARKS.md).
@@ -34,7 +34,8 @@ pub struct EmbedStats {
     pub sequences: usize,
     /// Real tokens the model ran on (windows' tokens, special tokens included).
     pub real_tokens: usize,
-    /// Tokens including padding (rows x longest, per batch).
+    /// Tokens the model computed, padding included: rows x longest per batch for an encoder that
+    /// pads, the real tokens for one that packs sequences without padding.
     pub padded_tokens: usize,
     /// Wall time of each batch through the model, in seconds.
     pub batch_seconds: Vec<f64>,
@@ -57,7 +58,17 @@ pub struct Embedder {
 impl Embedder {
     /// Loads a resolved model on `device` in `dtype`.
     pub fn load(model: &ResolvedModel, device: &Device, dtype: DType) -> Result<Self> {
-        let encoder = BertEncoder::load(&model.files, model.pooling, device, dtype)?;
+        Self::load_engine(model, device, dtype, Engine::Auto)
+    }
+
+    /// Loads with an explicit encoder engine (for benchmarks and comparisons).
+    pub fn load_engine(
+        model: &ResolvedModel,
+        device: &Device,
+        dtype: DType,
+        engine: Engine,
+    ) -> Result<Self> {
+        let encoder = BertEncoder::load_engine(&model.files, model.pooling, device, dtype, engine)?;
         Self::with_encoder(model, Box::new(encoder))
     }
 
@@ -94,6 +105,13 @@ impl Embedder {
     #[must_use]
     pub fn batch_tokens(mut self, tokens: usize) -> Self {
         self.batch_tokens = tokens.max(1);
+        self
+    }
+
+    /// Sets the most sequences one batch may hold.
+    #[must_use]
+    pub fn max_rows(mut self, rows: usize) -> Self {
+        self.max_rows = rows.max(1);
         self
     }
 
@@ -176,7 +194,11 @@ impl Embedder {
         stats.paragraphs += texts.len();
         stats.sequences += sequences.len();
         stats.real_tokens += lengths.iter().sum::<usize>();
-        stats.padded_tokens += batch::padded_tokens(&lengths, &plan);
+        stats.padded_tokens += if self.encoder.is_padded() {
+            batch::padded_tokens(&lengths, &plan)
+        } else {
+            lengths.iter().sum::<usize>()
+        };
 
         // Pool windows: a mean weighted by each window's length, then normalise. A paragraph of
         // one window keeps the model's own numbers bit for bit.

@@ -1,6 +1,8 @@
 //! All integration tests, in one test binary. Tests whose names contain `real_model` load the
 //! default model (all-MiniLM-L6-v2), fetching it through the same code a user runs.
 
+#[path = "integration/bench.rs"]
+mod bench;
 #[path = "integration/classify.rs"]
 mod classify;
 #[path = "integration/cli_errors.rs"]

@@ -1,5 +1,6 @@
 //! Flags (clap derive, no I/O) and the short match over subcommands.
 
+mod bench;
 mod cache;
 mod classify;
 mod embed;
@@ -42,6 +43,8 @@ enum Command {
     /// Inspect or clear the embedding cache.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Time the encoder on a corpus: paragraphs/s, tokens/s, batch latency, peak memory.
+    Bench(bench::BenchArgs),
     /// List, fetch and inspect models.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -64,6 +67,10 @@ pub struct ModelArgs {
     /// Token budget of one batch (rows x longest sequence).
     #[arg(long, default_value_t = stancer::embed::DEFAULT_BATCH_TOKENS, value_name = "N")]
     pub batch_tokens: usize,
+    /// Which BERT forward to run: auto (packed on the CPU in f32, else candle), candle or packed.
+    /// A diagnostic for comparing the two.
+    #[arg(long, default_value = "auto", value_name = "ENGINE", hide = true)]
+    pub engine: stancer::model::Engine,
     /// No progress output on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -77,6 +84,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Train(args) => train::run(args),
         Command::Cache(command) => cache::run(command),
         Command::Eval(args) => eval::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Models(command) => models::run(command),
     }
 }

@@ -33,7 +33,7 @@ pub fn load_embedder(args: &ModelArgs) -> anyhow::Result<(Embedder, ResolvedMode
         .unwrap_or_else(|| "f32".into());
     let dtype = stancer::device::parse_dtype(&dtype_name)
         .map_err(|message| stancer::Error::Usage { message })?;
-    let embedder = Embedder::load(&resolved, &device, dtype)
+    let embedder = Embedder::load_engine(&resolved, &device, dtype, args.engine)
         .with_context(|| format!("cannot load model '{}'", resolved.name))?
         .batch_tokens(args.batch_tokens);
     Ok((embedder, resolved))

@@ -7,6 +7,7 @@
 pub mod bert;
 pub mod fetch;
 pub mod manifest;
+pub mod packed;
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,10 @@ pub trait Encoder: Send + Sync {
     fn max_positions(&self) -> usize;
     /// The device and dtype the model runs on, for reports ("cpu f32").
     fn device_label(&self) -> String;
+    /// Whether a batch costs rows x longest sequence (padded) rather than its real tokens.
+    fn is_padded(&self) -> bool {
+        true
+    }
 }
 
 /// The three files every BERT-family model needs, once found and verified.
@@ -57,9 +62,43 @@ impl ModelFiles {
     }
 }
 
-/// A candle BERT as an [`Encoder`].
+/// Which implementation of the BERT forward runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// [`packed::PackedBert`] on the CPU in f32, else [`bert::Bert`].
+    #[default]
+    Auto,
+    /// [`bert::Bert`]: candle tensors, padded batches; every device and dtype.
+    Candle,
+    /// [`packed::PackedBert`]: packed sequences, no padding; CPU and f32 only.
+    Packed,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "auto" => Ok(Engine::Auto),
+            "candle" => Ok(Engine::Candle),
+            "packed" => Ok(Engine::Packed),
+            other => Err(format!(
+                "'{other}' is not an encoder engine (auto, candle or packed)"
+            )),
+        }
+    }
+}
+
+enum Model {
+    Candle(bert::Bert),
+    Packed(packed::PackedBert),
+}
+
+/// A BERT as an [`Encoder`]: the packed CPU forward where it applies, candle's tensors elsewhere.
 pub struct BertEncoder {
-    model: bert::Bert,
+    model: Model,
+    device: Device,
+    dtype: DType,
 }
 
 impl BertEncoder {
@@ -69,6 +108,32 @@ impl BertEncoder {
         device: &Device,
         dtype: DType,
     ) -> Result<Self> {
+        Self::load_engine(files, pooling, device, dtype, Engine::Auto)
+    }
+
+    /// Loads with an explicit engine (for benchmarks and comparisons).
+    pub fn load_engine(
+        files: &ModelFiles,
+        pooling: Pooling,
+        device: &Device,
+        dtype: DType,
+        engine: Engine,
+    ) -> Result<Self> {
+        let packed_fits = device.is_cpu() && dtype == DType::F32;
+        let packed = match engine {
+            Engine::Auto => packed_fits,
+            Engine::Candle => false,
+            Engine::Packed if packed_fits => true,
+            Engine::Packed => {
+                return Err(Error::Usage {
+                    message: format!(
+                        "the packed encoder runs on the CPU in f32 only, not {} {}",
+                        device_name(device),
+                        crate::device::dtype_name(dtype)
+                    ),
+                })
+            }
+        };
         let config = read_bert_config(&files.config)?;
         // The file is validated (header, sizes) before any tensor is read, so a truncated or
         // foreign file is an error here, not a crash later.
@@ -79,12 +144,28 @@ impl BertEncoder {
             path: files.weights.clone(),
             source,
         })?;
-        let model =
-            bert::Bert::load(vb, &config, pooling).map_err(|source| Error::LoadWeights {
-                path: files.weights.clone(),
-                source,
-            })?;
-        Ok(Self { model })
+        let load_error = |source| Error::LoadWeights {
+            path: files.weights.clone(),
+            source,
+        };
+        let model = if packed {
+            Model::Packed(packed::PackedBert::load(vb, &config, pooling).map_err(load_error)?)
+        } else {
+            Model::Candle(bert::Bert::load(vb, &config, pooling).map_err(load_error)?)
+        };
+        Ok(Self {
+            model,
+            device: device.clone(),
+            dtype,
+        })
+    }
+}
+
+fn device_name(device: &Device) -> &'static str {
+    match device {
+        Device::Cpu => "cpu",
+        Device::Cuda(_) => "cuda",
+        Device::Metal(_) => "metal",
     }
 }
 
@@ -111,6 +192,10 @@ impl Encoder for BertEncoder {
         if sequences.is_empty() {
             return Ok(Vec::new());
         }
+        let model = match &self.model {
+            Model::Packed(model) => return model.forward_pooled(sequences).map_err(Error::encoder),
+            Model::Candle(model) => model,
+        };
         let rows = sequences.len();
         let length = sequences.iter().map(|s| s.len()).max().unwrap_or(0);
         let mut ids = vec![0u32; rows * length];
@@ -120,29 +205,42 @@ impl Encoder for BertEncoder {
             ids[start..start + sequence.len()].copy_from_slice(sequence);
             mask[start..start + sequence.len()].fill(1);
         }
-        let device = self.model.device();
+        let device = model.device();
         let run = || -> candle_core::Result<Vec<Vec<f32>>> {
             let ids = Tensor::from_vec(ids, (rows, length), device)?;
             let mask = Tensor::from_vec(mask, (rows, length), device)?;
-            self.model.forward_pooled(&ids, &mask)?.to_vec2::<f32>()
+            model.forward_pooled(&ids, &mask)?.to_vec2::<f32>()
         };
         run().map_err(Error::encoder)
     }
 
     fn dimension(&self) -> usize {
-        self.model.hidden_size()
+        match &self.model {
+            Model::Candle(model) => model.hidden_size(),
+            Model::Packed(model) => model.hidden_size(),
+        }
     }
 
     fn max_positions(&self) -> usize {
-        self.model.max_positions()
+        match &self.model {
+            Model::Candle(model) => model.max_positions(),
+            Model::Packed(model) => model.max_positions(),
+        }
     }
 
     fn device_label(&self) -> String {
-        let device = match self.model.device() {
-            Device::Cpu => "cpu".to_string(),
-            Device::Cuda(_) => "cuda".to_string(),
-            Device::Metal(_) => "metal".to_string(),
+        let engine = match self.model {
+            Model::Candle(_) => "",
+            Model::Packed(_) => ", packed",
         };
-        format!("{device} {}", crate::device::dtype_name(self.model.dtype()))
+        format!(
+            "{} {}{engine}",
+            device_name(&self.device),
+            crate::device::dtype_name(self.dtype)
+        )
+    }
+
+    fn is_padded(&self) -> bool {
+        matches!(self.model, Model::Candle(_))
     }
 }

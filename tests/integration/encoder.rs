@@ -201,3 +201,69 @@ fn half_precision_gives_finite_vectors_close_to_f32() {
         }
     }
 }
+
+/// The packed CPU forward (issue 7) and candle's padded forward compute the same thing.
+#[test]
+fn tiny_model_packed_engine_matches_candle() {
+    use stancer::model::Engine;
+    let resolved = crate::common::tiny_resolved();
+    let load = |engine| {
+        stancer::embed::Embedder::load_engine(
+            &resolved,
+            &candle_core::Device::Cpu,
+            candle_core::DType::F32,
+            engine,
+        )
+        .unwrap()
+    };
+    let (packed, candle) = (load(Engine::Packed), load(Engine::Candle));
+    assert!(packed.device_label().contains("packed"));
+    let words: Vec<&str> = ["china", "russia", "peace", "war", "west"]
+        .iter()
+        .cycle()
+        .take(100)
+        .copied()
+        .collect();
+    let long = words.join(" ");
+    let texts = [
+        "peace",
+        "the alignment of china and russia is strong and durable and will not end",
+        "war in ukraine",
+        long.as_str(),
+    ];
+    let a = packed.embed_passages(&texts).unwrap();
+    let b = candle.embed_passages(&texts).unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.windows, y.windows);
+        assert!(max_abs_difference(&x.vector, &y.vector) <= 1e-5);
+    }
+}
+
+#[test]
+fn real_model_packed_engine_matches_candle() {
+    use stancer::model::Engine;
+    let references = references();
+    let texts: Vec<&str> = references.iter().map(|r| r.text.as_str()).collect();
+    let packed = real_embedder();
+    assert!(packed.device_label().contains("packed"));
+    let resolved = stancer::model::fetch::ModelSpec::parse(None)
+        .unwrap()
+        .resolve(&mut |_| {})
+        .unwrap();
+    let candle = stancer::embed::Embedder::load_engine(
+        &resolved,
+        &candle_core::Device::Cpu,
+        candle_core::DType::F32,
+        Engine::Candle,
+    )
+    .unwrap();
+    let a = packed.embed_passages(&texts).unwrap();
+    let b = candle.embed_passages(&texts).unwrap();
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| max_abs_difference(&x.vector, &y.vector))
+        .fold(0.0, f32::max);
+    eprintln!("largest difference packed vs candle: {worst:e}");
+    assert!(worst <= 1e-5, "packed and candle differ by {worst}");
+}

@@ -1,0 +1,218 @@
+//! Element-wise kernels: plain loops the compiler vectorises, built twice (baseline x86-64 and
+//! AVX2+FMA) and chosen at run time.
+
+macro_rules! dispatch {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+        $(#[$meta])*
+        pub fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn generic($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    generic($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has the features `avx2` was compiled for.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            generic($($arg),*)
+        }
+    };
+}
+
+dispatch! {
+    /// `row += other`.
+    fn add(row: &mut [f32], other: &[f32]) {
+        for (r, o) in row.iter_mut().zip(other) {
+            *r += o;
+        }
+    }
+}
+
+dispatch! {
+    /// LayerNorm of one row in place: `(x - mean) / sqrt(var + eps) * weight + bias`.
+    fn layer_norm(row: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
+        let n = row.len() as f32;
+        let mean = sum(row) / n;
+        let mut squares = [0.0f32; 8];
+        let mut chunks = row.chunks_exact(8);
+        for chunk in &mut chunks {
+            for (s, x) in squares.iter_mut().zip(chunk) {
+                let d = x - mean;
+                *s += d * d;
+            }
+        }
+        let mut variance = squares.iter().sum::<f32>();
+        for x in chunks.remainder() {
+            variance += (x - mean) * (x - mean);
+        }
+        let inverse = 1.0 / (variance / n + eps).sqrt();
+        for ((x, w), b) in row.iter_mut().zip(weight).zip(bias) {
+            *x = (*x - mean) * inverse * w + b;
+        }
+    }
+}
+
+/// Sum with eight independent lanes, so it vectorises.
+#[inline(always)]
+fn sum(xs: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let mut chunks = xs.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (l, x) in lanes.iter_mut().zip(chunk) {
+            *l += x;
+        }
+    }
+    lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+}
+
+dispatch! {
+    /// Softmax of one row in place.
+    fn softmax(row: &mut [f32]) {
+        let max = max(row);
+        for x in row.iter_mut() {
+            *x = exp(*x - max);
+        }
+        let inverse = 1.0 / sum(row);
+        for x in row.iter_mut() {
+            *x *= inverse;
+        }
+    }
+}
+
+/// Largest value, with eight independent lanes so it vectorises.
+#[inline(always)]
+fn max(xs: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut chunks = xs.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (l, &x) in lanes.iter_mut().zip(chunk) {
+            *l = if x > *l { x } else { *l };
+        }
+    }
+    lanes
+        .iter()
+        .chain(chunks.remainder())
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
+}
+
+dispatch! {
+    /// The exact GELU, `x / 2 * (1 + erf(x / sqrt 2))`, in place.
+    fn gelu_erf(xs: &mut [f32]) {
+        for x in xs.iter_mut() {
+            let v = *x;
+            *x = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+        }
+    }
+}
+
+dispatch! {
+    /// The tanh approximation of GELU, in place.
+    fn gelu_tanh(xs: &mut [f32]) {
+        const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+        for x in xs.iter_mut() {
+            let v = *x;
+            let inner = SQRT_2_OVER_PI * (v + 0.044_715 * v * v * v);
+            // tanh(u) = 1 - 2 / (exp(2u) + 1), with the argument clamped so exp stays finite.
+            let u = inner.clamp(-40.0, 40.0);
+            let tanh = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
+            *x = 0.5 * v * (1.0 + tanh);
+        }
+    }
+}
+
+/// `exp(x)` for x <= ~88, within ~2 ulp (Cephes' expf polynomial); branch-free, so loops over
+/// it vectorise. Inputs below -87 give ~1e-38 instead of a denormal or 0.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5 x 2^23: adding it rounds to an integer, kept in the low mantissa bits.
+    const ROUND: f32 = 12_582_912.0;
+    let x = if x < -87.0 { -87.0 } else { x };
+    let x = if x > 88.0 { 88.0 } else { x };
+    let rounded = x * LOG2E + ROUND;
+    let n = rounded - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    // 2^n, built from n's bits in `rounded` with integer arithmetic (a float-to-int cast
+    // would keep the loop from vectorising).
+    let scale = f32::from_bits(
+        rounded
+            .to_bits()
+            .wrapping_sub(ROUND.to_bits())
+            .wrapping_add(127)
+            << 23,
+    );
+    y * scale
+}
+
+/// `erf(x)` within a few ulp: the rational approximation Eigen and XLA use for f32, on
+/// [-4, 4] (outside it erf is +-1 in f32). Branch-free, so loops over it vectorise.
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = -2.726_142_3e-10;
+    p = p * x2 + 2.770_681_4e-8;
+    p = p * x2 - 2.101_024e-6;
+    p = p * x2 - 5.692_506_4e-5;
+    p = p * x2 - 7.349_906_3e-4;
+    p = p * x2 - 2.954_6e-3;
+    p = p * x2 - 1.609_603_3e-2;
+    p *= x;
+    let mut q = -1.456_607_2e-5;
+    q = q * x2 - 2.133_740_5e-4;
+    q = q * x2 - 1.682_827e-3;
+    q = q * x2 - 7.373_329e-3;
+    q = q * x2 - 1.426_474e-2;
+    p / q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_close_to_std() {
+        let mut worst = 0.0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let relative = ((exp(x) as f64 - (x as f64).exp()) / (x as f64).exp()).abs();
+            worst = worst.max(relative);
+            x += 0.0137;
+        }
+        assert!(worst < 5e-7, "relative error {worst}");
+    }
+
+    #[test]
+    fn erf_is_close_to_candle() {
+        let mut worst = 0.0f64;
+        let mut x = -6.0f32;
+        while x < 6.0 {
+            let expected = candle_core::cpu::erf::erf_f64(x as f64);
+            worst = worst.max((erf(x) as f64 - expected).abs());
+            x += 0.001;
+        }
+        assert!(worst < 5e-7, "absolute error {worst}");
+    }
+
+    #[test]
+    fn softmax_sums_to_one() {
+        let mut row = [1.0f32, 2.0, 3.0, -1e30, 0.5];
+        softmax(&mut row);
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(row[3] < 1e-30);
+        assert!(row[2] > row[1] && row[1] > row[0]);
+    }
+}
