@@ -101,11 +101,6 @@ struct Report {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    if args.classify {
-        anyhow::bail!(
-            "--classify is not available yet: this build has no classify path; run `stancer bench` without it to time the encoder"
-        );
-    }
     if args.passes == 0 {
         anyhow::bail!("--passes 0: at least one timed pass is needed");
     }
@@ -147,8 +142,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let warm_up_seconds = started.elapsed().as_secs_f64();
 
     stancer::model::packed::profile::enable(args.profile);
-    let passes = measure(&embedder, &texts, args.passes, quiet)?;
+    let (passes, classifier, plain) = if args.classify {
+        // The whole classify path: embedding plus the zero-shot heads of the default schema
+        // (theme prototypes and targets are prepared once, outside the timed passes).
+        let schema = stancer::schema::Schema::default_schema();
+        let heads = stancer::head::Heads::zero_shot(&embedder, &schema)?;
+        let mut classifier = stancer::classify::Classifier::new(embedder, heads, &schema, &[])?;
+        let passes = measure_classify(&mut classifier, &texts, args.passes, quiet)?;
+        (passes, Some(classifier), None)
+    } else {
+        let passes = measure(&embedder, &texts, args.passes, quiet)?;
+        (passes, None, Some(embedder))
+    };
     stancer::model::packed::profile::enable(false);
+    let embedder = match (&classifier, &plain) {
+        (Some(c), _) => c.embedder(),
+        (None, Some(e)) => e,
+        (None, None) => unreachable!("this is a bug: no embedder"),
+    };
     let stages: Vec<Stage> = stancer::model::packed::profile::take()
         .into_iter()
         .map(|(name, seconds)| Stage {
@@ -158,7 +169,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .filter(|stage| stage.seconds > 0.0)
         .collect();
     let report = Report::from_passes(
-        &embedder,
+        embedder,
         &corpus,
         &passes,
         threads,
@@ -201,6 +212,49 @@ fn read_corpus(inputs: &[String]) -> anyhow::Result<(String, Vec<String>)> {
         texts.extend(input::paragraphs(&source)?.into_iter().map(|p| p.text));
     }
     Ok((inputs.join(", "), texts))
+}
+
+/// Like [`measure`], through the whole classify path.
+fn measure_classify(
+    classifier: &mut stancer::classify::Classifier,
+    texts: &[&str],
+    passes: usize,
+    quiet: bool,
+) -> anyhow::Result<Vec<(f64, EmbedStats)>> {
+    let paragraphs: Vec<input::Paragraph> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| input::Paragraph {
+            doc: "bench".into(),
+            index: i + 1,
+            id: format!("bench#{}", i + 1),
+            section: None,
+            start: 0,
+            end: text.len(),
+            text: text.to_string(),
+            target: None,
+        })
+        .collect();
+    let mut results = Vec::with_capacity(passes);
+    for pass in 0..passes {
+        classifier.stats = EmbedStats::default();
+        let started = Instant::now();
+        for chunk in paragraphs.chunks(512) {
+            classifier.classify(chunk)?;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        notice(
+            quiet,
+            &format!(
+                "bench: classify pass {}/{passes}: {:.2} s, {:.1} paragraphs/s",
+                pass + 1,
+                seconds,
+                texts.len() as f64 / seconds
+            ),
+        );
+        results.push((seconds, std::mem::take(&mut classifier.stats)));
+    }
+    Ok(results)
 }
 
 /// Runs the timed passes; each pass embeds the whole corpus in one call, so batch planning sees

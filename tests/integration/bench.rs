@@ -60,16 +60,15 @@ fn bench_on_inputs_with_the_candle_engine_counts_padding() {
 }
 
 #[test]
-fn bench_classify_is_not_available_yet() {
-    let output = stancer()
-        .args(["bench", "--classify", "--model"])
-        .arg(tiny_model_folder())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("--classify is not available yet"),
-        "{stderr}"
-    );
+fn bench_classify_times_the_whole_classify_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("doc.txt");
+    std::fs::write(
+        &input,
+        "China will broker peace.\n\nThe war goes on.\n\nRussia is strong.\n",
+    )
+    .unwrap();
+    let report = bench_json(&[input.to_str().unwrap(), "--classify"], dir.path());
+    assert_eq!(report["paragraphs"], 3);
+    assert!(report["paragraphs_per_second"].as_f64().unwrap() > 0.0);
 }
