@@ -238,13 +238,7 @@ pub struct Bert {
 
 impl Bert {
     pub fn load(vb: VarBuilder, cfg: &BertConfig, pooling: Pooling) -> candle_core::Result<Self> {
-        // Checkpoints saved from `BertModel` have bare names; those saved from a task model carry
-        // a `bert.` prefix.
-        let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") {
-            vb
-        } else {
-            vb.pp("bert")
-        };
+        let vb = checkpoint_root(vb);
         let embeddings = Embeddings::load(vb.pp("embeddings"), cfg)?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| Layer::load(vb.pp("encoder").pp(format!("layer.{i}")), cfg))
@@ -294,6 +288,16 @@ impl Bert {
                 summed.broadcast_div(&counts)
             }
         }
+    }
+}
+
+/// Where the BERT tensors start: checkpoints saved from `BertModel` have bare names; those saved
+/// from a task model carry a `bert.` prefix.
+pub fn checkpoint_root(vb: VarBuilder) -> VarBuilder {
+    if vb.contains_tensor("embeddings.word_embeddings.weight") {
+        vb
+    } else {
+        vb.pp("bert")
     }
 }
 

@@ -309,11 +309,7 @@ pub struct PackedBert {
 impl PackedBert {
     /// Loads the same tensor names as [`super::bert::Bert::load`]; `vb` must be on the CPU.
     pub fn load(vb: VarBuilder, cfg: &BertConfig, pooling: Pooling) -> candle_core::Result<Self> {
-        let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") {
-            vb
-        } else {
-            vb.pp("bert")
-        };
+        let vb = super::bert::checkpoint_root(vb);
         let embeddings = Embeddings::load(vb.pp("embeddings"), cfg)?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| Layer::load(vb.pp("encoder").pp(format!("layer.{i}")), cfg))
