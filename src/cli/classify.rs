@@ -60,6 +60,8 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Schema::from_file(path)?,
         None => Schema::default_schema(),
     };
+    // A wrong --model is an error even when the input turns out to be empty.
+    stancer::model::fetch::ModelSpec::parse(args.model.model.as_deref())?;
     let sources = input::expand(&args.inputs)?;
     let format = args.format.unwrap_or_else(|| {
         if args.output.is_none() && std::io::stdout().is_terminal() {

@@ -330,3 +330,21 @@ fn real_model_readme_command_prints_a_table_for_the_reference_document() {
     assert!(lines[24].contains("other"), "{}", lines[24]);
     assert!(lines[25].contains("other"), "{}", lines[25]);
 }
+
+#[test]
+fn a_wrong_model_is_an_error_even_for_empty_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("empty.txt");
+    std::fs::write(&input, "").unwrap();
+    let out = stancer()
+        .args([
+            "classify",
+            input.to_str().unwrap(),
+            "--model",
+            "/no/such/model",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/model"));
+}
