@@ -68,7 +68,14 @@ impl Embedder {
         dtype: DType,
         engine: Engine,
     ) -> Result<Self> {
-        let encoder = BertEncoder::load_engine(&model.files, model.pooling, device, dtype, engine)?;
+        let encoder = BertEncoder::load_engine(
+            &model.files,
+            model.pooling,
+            device,
+            dtype,
+            engine,
+            model.matmul,
+        )?;
         Self::with_encoder(model, Box::new(encoder))
     }
 

@@ -36,6 +36,8 @@ pub struct ResolvedModel {
     pub query_prefix: String,
     pub passage_prefix: String,
     pub dtype: Option<String>,
+    /// The precision of the packed encoder's matrix products (`matmul` in the manifest).
+    pub matmul: super::Matmul,
     /// The weights' sha256 where known without hashing (manifests); heads record it.
     pub weights_sha256: Option<String>,
 }
@@ -103,6 +105,7 @@ impl ModelSpec {
                     query_prefix: manifest.prefixes.query.clone(),
                     passage_prefix: manifest.prefixes.passage.clone(),
                     dtype: manifest.dtype.clone(),
+                    matmul: manifest.matmul,
                     weights_sha256: manifest
                         .files
                         .iter()
@@ -162,6 +165,7 @@ fn resolve_folder(folder: &Path) -> Result<ResolvedModel> {
         query_prefix: String::new(),
         passage_prefix: String::new(),
         dtype: None,
+        matmul: super::Matmul::F32,
         weights_sha256: None,
     })
 }
@@ -173,7 +177,9 @@ fn read_json(path: &Path) -> Option<serde_json::Value> {
 
 /// The cache folder of a manifest's model.
 pub fn cache_folder(manifest: &Manifest) -> PathBuf {
-    stancer_home().join("models").join(&manifest.name)
+    stancer_home()
+        .join("models")
+        .join(manifest.variant_of.as_ref().unwrap_or(&manifest.name))
 }
 
 /// Whether every file of the manifest is in the cache (by presence and size only; use

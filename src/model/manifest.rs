@@ -8,14 +8,20 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::Pooling;
+use super::{Matmul, Pooling};
 use crate::error::{Error, Result};
 
 /// The manifests shipped with stancer: (file name, contents).
-const BUILTIN: &[(&str, &str)] = &[(
-    "minilm-l6.toml",
-    include_str!("../../models/minilm-l6.toml"),
-)];
+const BUILTIN: &[(&str, &str)] = &[
+    (
+        "minilm-l6.toml",
+        include_str!("../../models/minilm-l6.toml"),
+    ),
+    (
+        "minilm-l6-int8.toml",
+        include_str!("../../models/minilm-l6-int8.toml"),
+    ),
+];
 
 /// The model used when none is named.
 pub const DEFAULT_MODEL: &str = "minilm-l6";
@@ -32,6 +38,13 @@ pub struct Manifest {
     pub max_tokens: usize,
     #[serde(default)]
     pub dtype: Option<String>,
+    /// The precision of the packed CPU encoder's matrix products (f32 unless said).
+    #[serde(default)]
+    pub matmul: Matmul,
+    /// The built-in manifest this one is a variant of: its keys are taken from there, the files
+    /// (and their cache folder) are the base's, and this manifest changes how they are run.
+    #[serde(default)]
+    pub variant_of: Option<String>,
     #[serde(default)]
     pub prefixes: Prefixes,
     pub source: Sources,
@@ -84,10 +97,44 @@ pub struct ManifestFile {
 
 impl Manifest {
     pub fn parse(text: &str, origin: &Path) -> Result<Self> {
-        let mut manifest: Manifest = toml::from_str(text).map_err(|e| Error::Manifest {
+        let fail = |message: String| Error::Manifest {
             path: origin.to_path_buf(),
-            message: one_line(&e.to_string()),
-        })?;
+            message,
+        };
+        let table: toml::Table =
+            toml::from_str(text).map_err(|e| fail(one_line(&e.to_string())))?;
+        let table = match table.get("variant_of") {
+            None => table,
+            Some(base) => {
+                let base = base
+                    .as_str()
+                    .ok_or_else(|| fail("variant_of must be a model name (a string)".into()))?;
+                for own in ["source", "files"] {
+                    if table.contains_key(own) {
+                        return Err(fail(format!(
+                            "a variant runs the files of '{base}'; remove its `{own}` key"
+                        )));
+                    }
+                }
+                let (_, base_text) = BUILTIN
+                    .iter()
+                    .find(|(file, _)| file.strip_suffix(".toml") == Some(base))
+                    .ok_or_else(|| {
+                        fail(format!(
+                            "variant_of '{base}' is not a built-in model (see `stancer models list`)"
+                        ))
+                    })?;
+                let mut merged: toml::Table = toml::from_str(base_text)
+                    .expect("this is a bug: a builtin manifest does not parse");
+                if merged.contains_key("variant_of") {
+                    return Err(fail(format!("'{base}' is itself a variant")));
+                }
+                merged.extend(table);
+                merged
+            }
+        };
+        let mut manifest = Manifest::deserialize(toml::Value::Table(table))
+            .map_err(|e| fail(one_line(&e.to_string())))?;
         manifest.origin = origin.to_path_buf();
         manifest.validate()?;
         Ok(manifest)

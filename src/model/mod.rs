@@ -27,6 +27,28 @@ pub enum Pooling {
     Cls,
 }
 
+/// The precision of the linear layers' matrix products on the packed CPU encoder (a manifest's
+/// `matmul` key). Everything else (embeddings, attention, LayerNorm, GELU) stays in f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Matmul {
+    /// f32 weights and activations (the reference).
+    #[default]
+    F32,
+    /// Weights quantised per output channel to 8 bits when the model loads, activations per row
+    /// at run time; exact 32-bit integer sums (AVX512-VNNI where the CPU has it).
+    Int8,
+}
+
+impl Matmul {
+    pub fn name(self) -> &'static str {
+        match self {
+            Matmul::F32 => "f32",
+            Matmul::Int8 => "int8",
+        }
+    }
+}
+
 /// The contract between the pipeline and a model.
 pub trait Encoder: Send + Sync {
     /// Pooled, not yet normalised vectors, one per sequence, in the order given. Each sequence is
@@ -99,6 +121,7 @@ pub struct BertEncoder {
     model: Model,
     device: Device,
     dtype: DType,
+    matmul: Matmul,
 }
 
 impl BertEncoder {
@@ -108,7 +131,7 @@ impl BertEncoder {
         device: &Device,
         dtype: DType,
     ) -> Result<Self> {
-        Self::load_engine(files, pooling, device, dtype, Engine::Auto)
+        Self::load_engine(files, pooling, device, dtype, Engine::Auto, Matmul::F32)
     }
 
     /// Loads with an explicit engine (for benchmarks and comparisons).
@@ -118,8 +141,21 @@ impl BertEncoder {
         device: &Device,
         dtype: DType,
         engine: Engine,
+        matmul: Matmul,
     ) -> Result<Self> {
         let packed_fits = device.is_cpu() && dtype == DType::F32;
+        if matmul != Matmul::F32 && (!packed_fits || engine == Engine::Candle) {
+            return Err(Error::Usage {
+                message: format!(
+                    "this model runs its matrix products in {} on the packed CPU encoder, not {} {}{}; \
+                     use its f32 variant (for example minilm-l6) there",
+                    matmul.name(),
+                    device_name(device),
+                    crate::device::dtype_name(dtype),
+                    if engine == Engine::Candle { " on candle" } else { "" },
+                ),
+            });
+        }
         let packed = match engine {
             Engine::Auto => packed_fits,
             Engine::Candle => false,
@@ -149,7 +185,9 @@ impl BertEncoder {
             source,
         };
         let model = if packed {
-            Model::Packed(packed::PackedBert::load(vb, &config, pooling).map_err(load_error)?)
+            Model::Packed(
+                packed::PackedBert::load(vb, &config, pooling, matmul).map_err(load_error)?,
+            )
         } else {
             Model::Candle(bert::Bert::load(vb, &config, pooling).map_err(load_error)?)
         };
@@ -157,6 +195,7 @@ impl BertEncoder {
             model,
             device: device.clone(),
             dtype,
+            matmul,
         })
     }
 }
@@ -229,9 +268,13 @@ impl Encoder for BertEncoder {
     }
 
     fn device_label(&self) -> String {
-        let engine = match self.model {
-            Model::Candle(_) => "",
-            Model::Packed(_) => ", packed",
+        let engine = match (&self.model, self.matmul) {
+            (Model::Candle(_), _) => String::new(),
+            (Model::Packed(_), Matmul::F32) => ", packed".into(),
+            (Model::Packed(_), Matmul::Int8) if packed::vnni_available() => {
+                ", packed, int8 matmul (VNNI)".into()
+            }
+            (Model::Packed(_), other) => format!(", packed, {} matmul (portable)", other.name()),
         };
         format!(
             "{} {}{engine}",

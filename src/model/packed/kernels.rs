@@ -3,14 +3,17 @@
 
 macro_rules! dispatch {
     ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+        dispatch! { $(#[$meta])* fn $name($($arg: $ty),*) -> () $body }
+    };
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty $body:block) => {
         $(#[$meta])*
-        pub fn $name($($arg: $ty),*) {
+        pub fn $name($($arg: $ty),*) -> $ret {
             #[inline(always)]
-            fn generic($($arg: $ty),*) $body
+            fn generic($($arg: $ty),*) -> $ret $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) {
+                unsafe fn avx2($($arg: $ty),*) -> $ret {
                     generic($($arg),*)
                 }
                 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -53,6 +56,34 @@ dispatch! {
         for ((x, w), b) in row.iter_mut().zip(weight).zip(bias) {
             *x = (*x - mean) * inverse * w + b;
         }
+    }
+}
+
+dispatch! {
+    /// Quantises a row to bytes for the int8 products: `round(x / scale) + 128`, with `scale =
+    /// max |x| / 127` returned (so values land in 1..=255). `out` is as long as `row`.
+    fn quantize_row(row: &[f32], out: &mut [u8]) -> f32 {
+        let mut lanes = [0.0f32; 8];
+        let mut chunks = row.chunks_exact(8);
+        for chunk in &mut chunks {
+            for (l, x) in lanes.iter_mut().zip(chunk) {
+                let a = x.abs();
+                *l = if a > *l { a } else { *l };
+            }
+        }
+        let max = lanes
+            .iter()
+            .chain(chunks.remainder())
+            .fold(0.0f32, |m, &x| if x.abs() > m { x.abs() } else { m });
+        if max == 0.0 || !max.is_finite() {
+            out.fill(128);
+            return if max == 0.0 { 0.0 } else { max };
+        }
+        let inverse = 127.0 / max;
+        for (o, &x) in out.iter_mut().zip(row) {
+            *o = ((x * inverse).round_ties_even() + 128.0).clamp(1.0, 255.0) as u8;
+        }
+        max / 127.0
     }
 }
 

@@ -25,7 +25,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::bert::{Activation, BertConfig};
-use super::Pooling;
+use super::{Matmul, Pooling};
 use profile::Stage;
 
 /// Most rows (tokens) in one chunk of the per-token stages: enough for gemm to run at full speed
@@ -46,29 +46,55 @@ fn to_vec(tensor: &Tensor) -> candle_core::Result<Vec<f32>> {
     tensor.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
 }
 
-/// A linear layer with its weight stored transposed, `(inputs, outputs)` row-major, the layout
-/// the product `x · W^T` reads along rows.
+/// How a linear layer's weights are held: f32 for gemm, or quantised to 8 bits.
+enum Product {
+    /// The weight transposed, `(inputs, outputs)` row-major, the layout `x · W^T` reads along
+    /// rows.
+    F32(Vec<f32>),
+    Int8(int8::Weights),
+}
+
+/// A linear layer.
 struct Linear {
-    weight_t: Vec<f32>,
+    product: Product,
     bias: Vec<f32>,
     inputs: usize,
     outputs: usize,
 }
 
+thread_local! {
+    /// Per-thread quantised activations for the int8 products.
+    static INT8_SCRATCH: RefCell<int8::Scratch> = RefCell::new(int8::Scratch::default());
+}
+
 impl Linear {
-    fn load(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Self> {
+    fn load(
+        vb: VarBuilder,
+        inputs: usize,
+        outputs: usize,
+        matmul: Matmul,
+    ) -> candle_core::Result<Self> {
         let weight = vb.get((outputs, inputs), "weight")?;
         let bias = vb.get(outputs, "bias")?;
-        Self::from_parts(&[(weight, bias)], inputs)
+        Self::from_parts(&[(weight, bias)], inputs, matmul)
     }
 
     /// Stacks several linear layers over the same input into one (query, key, value -> qkv).
-    fn from_parts(parts: &[(Tensor, Tensor)], inputs: usize) -> candle_core::Result<Self> {
+    fn from_parts(
+        parts: &[(Tensor, Tensor)],
+        inputs: usize,
+        matmul: Matmul,
+    ) -> candle_core::Result<Self> {
         let weight = Tensor::cat(&parts.iter().map(|p| p.0.clone()).collect::<Vec<_>>(), 0)?;
         let bias = Tensor::cat(&parts.iter().map(|p| p.1.clone()).collect::<Vec<_>>(), 0)?;
         let outputs = weight.dim(0)?;
+        let weight_t = to_vec(&weight.t()?.contiguous()?)?;
+        let product = match matmul {
+            Matmul::F32 => Product::F32(weight_t),
+            Matmul::Int8 => Product::Int8(int8::Weights::quantize(&weight_t, inputs, outputs)),
+        };
         Ok(Self {
-            weight_t: to_vec(&weight.t()?.contiguous()?)?,
+            product,
             bias: to_vec(&bias)?,
             inputs,
             outputs,
@@ -79,7 +105,7 @@ impl Linear {
     /// `outputs`). With `accumulate`, `out` already holds something to add to (a residual) and
     /// the bias is added on top of it.
     fn forward(&self, x: &[f32], rows: usize, out: &mut [f32], accumulate: bool) {
-        debug_assert!(x.len() >= rows * self.inputs && out.len() >= rows * self.outputs);
+        assert!(x.len() >= rows * self.inputs && out.len() >= rows * self.outputs);
         for row in out[..rows * self.outputs].chunks_exact_mut(self.outputs) {
             if accumulate {
                 kernels::add(row, &self.bias);
@@ -87,6 +113,15 @@ impl Linear {
                 row.copy_from_slice(&self.bias);
             }
         }
+        let weight_t = match &self.product {
+            Product::F32(weight_t) => weight_t,
+            Product::Int8(weights) => {
+                INT8_SCRATCH.with(|cell| {
+                    weights.forward_add(x, rows, out, &mut cell.borrow_mut());
+                });
+                return;
+            }
+        };
         // SAFETY: the slices hold rows x inputs, inputs x outputs and rows x outputs values with
         // the strides given, as checked above and by construction.
         unsafe {
@@ -100,7 +135,7 @@ impl Linear {
                 x.as_ptr(),
                 self.inputs,
                 1,
-                self.weight_t.as_ptr(),
+                weight_t.as_ptr(),
                 self.outputs,
                 1,
                 1.0,
@@ -230,7 +265,7 @@ struct Layer {
 }
 
 impl Layer {
-    fn load(vb: VarBuilder, cfg: &BertConfig) -> candle_core::Result<Self> {
+    fn load(vb: VarBuilder, cfg: &BertConfig, matmul: Matmul) -> candle_core::Result<Self> {
         let hidden = cfg.hidden_size;
         let attention = vb.pp("attention");
         let this = attention.pp("self");
@@ -242,8 +277,13 @@ impl Layer {
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Self {
-            qkv: Linear::from_parts(&parts, hidden)?,
-            attention_output: Linear::load(attention.pp("output").pp("dense"), hidden, hidden)?,
+            qkv: Linear::from_parts(&parts, hidden, matmul)?,
+            attention_output: Linear::load(
+                attention.pp("output").pp("dense"),
+                hidden,
+                hidden,
+                matmul,
+            )?,
             attention_norm: LayerNorm::load(
                 attention.pp("output").pp("LayerNorm"),
                 hidden,
@@ -253,8 +293,14 @@ impl Layer {
                 vb.pp("intermediate").pp("dense"),
                 hidden,
                 cfg.intermediate_size,
+                matmul,
             )?,
-            output: Linear::load(vb.pp("output").pp("dense"), cfg.intermediate_size, hidden)?,
+            output: Linear::load(
+                vb.pp("output").pp("dense"),
+                cfg.intermediate_size,
+                hidden,
+                matmul,
+            )?,
             output_norm: LayerNorm::load(
                 vb.pp("output").pp("LayerNorm"),
                 hidden,
@@ -308,11 +354,17 @@ pub struct PackedBert {
 
 impl PackedBert {
     /// Loads the same tensor names as [`super::bert::Bert::load`]; `vb` must be on the CPU.
-    pub fn load(vb: VarBuilder, cfg: &BertConfig, pooling: Pooling) -> candle_core::Result<Self> {
+    /// The linear layers' products run in `matmul` precision.
+    pub fn load(
+        vb: VarBuilder,
+        cfg: &BertConfig,
+        pooling: Pooling,
+        matmul: Matmul,
+    ) -> candle_core::Result<Self> {
         let vb = super::bert::checkpoint_root(vb);
         let embeddings = Embeddings::load(vb.pp("embeddings"), cfg)?;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| Layer::load(vb.pp("encoder").pp(format!("layer.{i}")), cfg))
+            .map(|i| Layer::load(vb.pp("encoder").pp(format!("layer.{i}")), cfg, matmul))
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Self {
             embeddings,
@@ -562,4 +614,7 @@ pub mod profile {
 }
 
 mod attention;
+mod int8;
 pub(crate) mod kernels;
+
+pub use int8::vnni_available;
