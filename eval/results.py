@@ -7,12 +7,27 @@ import subprocess
 import sys
 
 out, model = sys.argv[1], sys.argv[2]
+# Optionally a base run to compare with: its reports folder and model name.
+base_out, base_model = (sys.argv[3], sys.argv[4]) if len(sys.argv) > 4 else (None, None)
+if base_out and not os.path.exists(os.path.join(base_out, "commands.tsv")):
+    sys.exit(f"results.py: no base run in {base_out} (run eval/run-benchmarks.sh for {base_model} first)")
 commands = dict(line.rstrip("\n").split("\t", 1) for line in open(os.path.join(out, "commands.tsv")))
 
 
-def load(name):
-    with open(os.path.join(out, name + ".json")) as f:
+def load(name, folder=None):
+    with open(os.path.join(folder or out, name + ".json")) as f:
         return json.load(f)
+
+
+def delta(name, task, key):
+    """This run's metric minus the base run's, in points, or '' without a base."""
+    if not base_out:
+        return ""
+    base = load(name, base_out).get(task) or {}
+    mine = load(name).get(task) or {}
+    if mine.get(key) is None or base.get(key) is None:
+        return " | –"
+    return f" | {100 * (mine[key] - base[key]):+.1f}"
 
 
 def metric(value, interval=None):
@@ -41,12 +56,17 @@ rows = [
 ]
 
 version = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-print("# Results")
+print("# Results" if not base_out else f"# Results: {model}")
 print()
+if base_out:
+    print(f"The same runs as eval/RESULTS.md, with `{model}` in place of `{base_model}`; the Δ columns are this")
+    print(f"model's score minus `{base_model}`'s on the same rows (percentage points; the reports of `{base_model}`")
+    print(f"are read from `{base_out}`). Differences smaller than the intervals are not evidence of a change.")
+    print()
 print(f"Measured {datetime.date.today().isoformat()} with `eval/run-benchmarks.sh` (commit {version}), model `{model}`,")
 print(f"on {platform.machine()} with {os.cpu_count()} cores. Scores are percentages with 95% percentile-bootstrap")
 print("intervals (1,000 resamples over paragraphs, seed 2016). Regenerate with `eval/run-benchmarks.sh`; the full")
-print("reports (JSON, HTML with confusion matrices and misclassified paragraphs) land in `target/benchmarks/`.")
+print("reports (JSON, HTML with confusion matrices and misclassified paragraphs) land in `target/benchmarks/MODEL/`.")
 print()
 print("paragraphs/s is each whole `eval` run (embedding, heads, and for cross-validation the training of K heads)")
 print("divided by its paragraphs, on whatever else the machine was doing at the time; encoder speed is measured")
@@ -54,8 +74,9 @@ print("properly, side by side with PyTorch and ONNX Runtime, in BENCHMARKS.md.")
 print()
 print("## Theme")
 print()
-print("| data | heads | n | accuracy | accuracy, alternatives accepted | macro-F1 | paragraphs/s | note |")
-print("|---|---|---:|---|---|---|---:|---|")
+extra = " | Δ accuracy | Δ macro-F1" if base_out else ""
+print(f"| data | heads | n | accuracy | accuracy, alternatives accepted | macro-F1{extra} | paragraphs/s | note |")
+print("|---|---|---:|---|---|---" + ("|---:|---:" if base_out else "") + "|---:|---|")
 for data, heads, name, note in rows:
     report = load(name)
     theme = report.get("theme")
@@ -63,22 +84,24 @@ for data, heads, name, note in rows:
         continue
     also = metric(theme["accuracy_also"], theme["accuracy_also_ci"]) if theme["accuracy_also"] != theme["accuracy"] else "–"
     print(f"| {data} | {heads} | {theme['n']} | {metric(theme['accuracy'], theme['accuracy_ci'])} | {also} | "
-          f"{metric(theme['macro_f1'], theme['macro_f1_ci'])} | {speed(report)} | {note} |")
+          f"{metric(theme['macro_f1'], theme['macro_f1_ci'])}{delta(name, 'theme', 'accuracy')}"
+          f"{delta(name, 'theme', 'macro_f1')} | {speed(report)} | {note} |")
 print()
 print("## Stance")
 print()
 print("F_avg = (F1_favor + F1_against) / 2 is SemEval-2016's metric; macro-F1 averages all three classes (VAST's metric).")
 print()
-print("| data | heads | rows | macro-F1 | F_avg | accuracy | paragraphs/s | note |")
-print("|---|---|---:|---|---|---|---:|---|")
+extra = " | Δ macro-F1 | Δ F_avg" if base_out else ""
+print(f"| data | heads | rows | macro-F1 | F_avg | accuracy{extra} | paragraphs/s | note |")
+print("|---|---|---:|---|---|---" + ("|---:|---:" if base_out else "") + "|---:|---|")
 for data, heads, name, note in rows:
     report = load(name)
     stance = report.get("stance")
     if not stance:
         continue
     print(f"| {data} | {heads} | {stance['n']} | {metric(stance['macro_f1'], stance['macro_f1_ci'])} | "
-          f"{metric(stance['f_avg'], stance['f_avg_ci'])} | {metric(stance['accuracy'], stance['accuracy_ci'])} | "
-          f"{speed(report)} | {note} |")
+          f"{metric(stance['f_avg'], stance['f_avg_ci'])} | {metric(stance['accuracy'], stance['accuracy_ci'])}"
+          f"{delta(name, 'stance', 'macro_f1')}{delta(name, 'stance', 'f_avg')} | {speed(report)} | {note} |")
 print()
 print("Per target (SemEval-2016 val):")
 print()

@@ -6,7 +6,10 @@
 #   eval/run-benchmarks.sh [--model NAME|DIR] [--data DIR]
 #
 # The data sets are read where they are (default ../shared/data) and never copied into the
-# repository. Reports (JSON and HTML) go to target/benchmarks/. Takes about 10 minutes on 2 cores.
+# repository. Reports (JSON and HTML) go to target/benchmarks/MODEL/. Takes about 10 minutes on 2
+# cores. The default model's results go to eval/RESULTS.md; any other model's to
+# eval/RESULTS-MODEL.md, with its differences from the default model's run when that run's
+# reports are in target/benchmarks/minilm-l6/ (run the default first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,7 +28,8 @@ done
 
 cargo build --release --quiet
 stancer=target/release/stancer
-out=target/benchmarks
+slug=$(basename "$model" .toml)
+out=target/benchmarks/$slug
 mkdir -p "$out"
 run() { # name, then stancer arguments
   local name=$1; shift
@@ -46,5 +50,12 @@ run vast-trained-cv      eval "$data/vast-dev.jsonl" --cv 5
 run agnews-zero-shot     eval "$data/agnews-test.jsonl" --schema eval/schemas/agnews.toml
 run agnews-trained-cv    eval "$data/agnews-test.jsonl" --schema eval/schemas/agnews.toml --cv 5
 
-python3 eval/results.py "$out" "$model" > eval/RESULTS.md
-echo "wrote eval/RESULTS.md (reports in $out/)" >&2
+if [ "$slug" = minilm-l6 ]; then
+  results=eval/RESULTS.md
+  python3 eval/results.py "$out" "$model" > "$results.tmp"
+else
+  results=eval/RESULTS-$slug.md
+  python3 eval/results.py "$out" "$model" target/benchmarks/minilm-l6 minilm-l6 > "$results.tmp"
+fi
+mv "$results.tmp" "$results"
+echo "wrote $results (reports in $out/)" >&2

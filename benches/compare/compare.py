@@ -36,7 +36,7 @@ Options:
     --rounds N      timed rounds per implementation and corpus (default 3)
     --threads N     threads for everyone (default 2)
     --stancer PATH  the stancer binary (default: $CARGO_TARGET_DIR or target, /release/stancer)
-    --only A,B      run only these implementations (torch, ort-fp32, ort-int8, stancer)
+    --only A,B      run only these implementations (torch, ort-fp32, ort-int8, stancer, stancer-int8)
     --no-write      print the table without touching BENCHMARKS.md
     --setup-only    create/refresh the venv and exit
 """
@@ -72,13 +72,16 @@ CORPORA = {
     "agnews": ("agnews-test.jsonl", "AG News test (news headlines + first sentence)"),
     "vast": ("vast-dev.jsonl", "VAST dev (comments, longer)"),
 }
-IMPLEMENTATIONS = ["torch", "ort-fp32", "ort-int8", "stancer"]
+IMPLEMENTATIONS = ["torch", "ort-fp32", "ort-int8", "stancer", "stancer-int8"]
 LABELS = {
     "torch": "PyTorch (sentence-transformers)",
     "ort-fp32": "ONNX Runtime fp32 (BERT-fused graph)",
     "ort-int8": "ONNX Runtime int8 (dynamic, per-channel)",
     "stancer": "stancer fp32 (packed CPU encoder)",
+    "stancer-int8": "stancer int8 (`minilm-l6-int8`: VNNI, dynamic per-row)",
 }
+# The stancer implementations: which manifest each runs.
+STANCER_MODELS = {"stancer": "minilm-l6", "stancer-int8": "minilm-l6-int8"}
 
 # ---------------------------------------------------------------------------------------------
 # Bootstrap: .venv-compare/ with the pinned requirements, then re-exec inside it.
@@ -319,24 +322,27 @@ def _python_worker(implementation: str, corpus: str, threads: int, save_vectors:
     return {"seconds": seconds, "load_seconds": load_seconds, "versions": versions}
 
 
-def _stancer_worker(binary: Path, corpus: str, threads: int, save_vectors: bool) -> dict:
+def _stancer_worker(binary: Path, implementation: str, corpus: str, threads: int, save_vectors: bool) -> dict:
     import numpy as np
 
+    model = STANCER_MODELS[implementation]
     data = WORK / f"{corpus}.jsonl"
-    out = WORK / f"{corpus}.stancer.json"
-    command = [str(binary), "bench", str(data), "--threads", str(threads), "--batch-rows", str(BATCH),
-               "--batch-tokens", "1000000000", "--passes", "1", "--json", str(out), "--quiet"]
+    out = WORK / f"{corpus}.{implementation}.json"
+    command = [str(binary), "bench", str(data), "--model", model, "--threads", str(threads),
+               "--batch-rows", str(BATCH), "--batch-tokens", "1000000000", "--passes", "1", "--json", str(out),
+               "--quiet"]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     report = json.loads(out.read_text())
     if save_vectors:
-        vectors_file = WORK / f"{corpus}.stancer.vectors.jsonl"
-        subprocess.run([str(binary), "embed", str(data), "--quiet", "-o", str(vectors_file)], check=True)
+        vectors_file = WORK / f"{corpus}.{implementation}.vectors.jsonl"
+        subprocess.run([str(binary), "embed", str(data), "--model", model, "--quiet", "-o", str(vectors_file)],
+                       check=True)
         ids = json.loads((WORK / f"{corpus}.ids.json").read_text())
         rows = [json.loads(line) for line in vectors_file.open()]
         for i, (row, token_ids) in enumerate(zip(rows, ids)):
             if row["tokens"] != len(token_ids) or row["windows"] != 1:
                 raise SystemExit(f"stancer sees {row['tokens']} tokens in {corpus} text {i}, Python {len(token_ids)}")
-        np.save(WORK / f"{corpus}.stancer.npy", np.array([r["vector"] for r in rows], dtype=np.float32))
+        np.save(WORK / f"{corpus}.{implementation}.npy", np.array([r["vector"] for r in rows], dtype=np.float32))
     version = subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout.strip()
     version = version.removeprefix("stancer ")
     return {"seconds": report["seconds"], "load_seconds": report["load_seconds"],
@@ -344,8 +350,8 @@ def _stancer_worker(binary: Path, corpus: str, threads: int, save_vectors: bool)
 
 
 def measure(implementation: str, corpus: str, args, save_vectors: bool) -> dict:
-    if implementation == "stancer":
-        return _stancer_worker(args.stancer, corpus, args.threads, save_vectors)
+    if implementation in STANCER_MODELS:
+        return _stancer_worker(args.stancer, implementation, corpus, args.threads, save_vectors)
     # A fresh interpreter per measurement; OPENBLAS_* are unset there (see .library notes: they
     # slow a current numpy), and nothing else changes.
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
@@ -361,14 +367,15 @@ def measure(implementation: str, corpus: str, args, save_vectors: bool) -> dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def worst_cosine(corpus: str, implementation: str) -> float:
+def cosines(corpus: str, implementation: str):
+    """Per-text cosine between an implementation's vectors and PyTorch's."""
     import numpy as np
 
     reference = np.load(WORK / f"{corpus}.torch.npy")
     other = np.load(WORK / f"{corpus}.{implementation}.npy")
     reference = reference / np.linalg.norm(reference, axis=1, keepdims=True)
     other = other / np.linalg.norm(other, axis=1, keepdims=True)
-    return float((reference * other).sum(1).min())
+    return (reference * other).sum(1)
 
 
 def render(results: dict, corpora: dict, args, versions: dict, command: str) -> str:
@@ -380,8 +387,8 @@ def render(results: dict, corpora: dict, args, versions: dict, command: str) -> 
                      f"to {MAX_TOKENS} tokens), batches of {BATCH} sorted by length "
                      f"({100 * info['padding']:.1f}% padding for padded implementations)")
         lines.append("")
-        lines.append("| implementation | paragraphs/s (best) | tokens/s (best) | vs PyTorch (best) | vs PyTorch (median) | rounds (paragraphs/s) | worst cosine vs PyTorch |")
-        lines.append("|---|---:|---:|---:|---:|---|---:|")
+        lines.append("| implementation | paragraphs/s (best) | tokens/s (best) | vs PyTorch (best) | vs PyTorch (median) | rounds (paragraphs/s) | cosine vs PyTorch: worst | mean |")
+        lines.append("|---|---:|---:|---:|---:|---|---:|---:|")
         torch_best = torch_median = None
         for implementation in [i for i in IMPLEMENTATIONS if (corpus, i) in results]:
             seconds = [r["seconds"] for r in results[(corpus, implementation)]]
@@ -390,8 +397,13 @@ def render(results: dict, corpora: dict, args, versions: dict, command: str) -> 
                 torch_best, torch_median = best, median
             ratios = (f"{best / torch_best:.2f}x", f"{median / torch_median:.2f}x") if torch_best else ("n/a", "n/a")
             rounds = ", ".join(f"{info['rows'] / s:.0f}" for s in seconds)
-            cosine = "reference" if implementation == "torch" else (
-                f"{worst_cosine(corpus, implementation):.6f}" if torch_best else "n/a")
+            if implementation == "torch":
+                cosine = "reference | reference"
+            elif torch_best:
+                values = cosines(corpus, implementation)
+                cosine = f"{values.min():.6f} | {values.mean():.6f}"
+            else:
+                cosine = "n/a | n/a"
             lines.append(f"| {LABELS[implementation]} | {best:.1f} | {info['tokens'] * best / info['rows']:.0f} | "
                          f"{ratios[0]} | {ratios[1]} | {rounds} | {cosine} |")
         lines.append("")
@@ -458,7 +470,7 @@ def main() -> None:
         return
 
     implementations = [i for i in IMPLEMENTATIONS if i in args.only.split(",")]
-    if "stancer" in implementations and not args.stancer.exists():
+    if any(i in STANCER_MODELS for i in implementations) and not args.stancer.exists():
         sys.exit(f"no stancer binary at {args.stancer}; run `cargo build --release` or pass --stancer")
     command = "python3 benches/compare/compare.py" + "".join(
         f" {a}" for a in sys.argv[1:] if not a.startswith("--stancer") and a != str(args.stancer))
@@ -478,7 +490,7 @@ def main() -> None:
                 versions.update(result["versions"])
                 results.setdefault((corpus, implementation), []).append(result)
                 rate = corpora[corpus]["rows"] / result["seconds"]
-                print(f"[round {round_index + 1}/{args.rounds}] {corpus:7} {implementation:9} "
+                print(f"[round {round_index + 1}/{args.rounds}] {corpus:7} {implementation:12} "
                       f"{rate:8.1f} paragraphs/s ({result['seconds']:.2f} s)", flush=True)
     versions.pop("device", None)
     table = render(results, corpora, args, versions, command)

@@ -201,3 +201,40 @@ impl Manifest {
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_variant_takes_its_base_files_and_changes_how_they_run() {
+        let base = Manifest::builtin_named("minilm-l6").unwrap();
+        let int8 = Manifest::builtin_named("minilm-l6-int8").unwrap();
+        assert_eq!(int8.matmul, Matmul::Int8);
+        assert_eq!(base.matmul, Matmul::F32);
+        assert_eq!(int8.variant_of.as_deref(), Some("minilm-l6"));
+        assert_eq!(int8.max_tokens, base.max_tokens);
+        assert_eq!(
+            int8.files.iter().map(|f| &f.sha256).collect::<Vec<_>>(),
+            base.files.iter().map(|f| &f.sha256).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            crate::model::fetch::cache_folder(&int8),
+            crate::model::fetch::cache_folder(&base)
+        );
+    }
+
+    #[test]
+    fn a_variant_may_not_bring_its_own_files_or_name_an_unknown_base() {
+        let origin = Path::new("variant.toml");
+        let own_files = "name = \"x\"\nvariant_of = \"minilm-l6\"\n[source.hub]\nrepo = \"a/b\"\nrevision = \"main\"\n";
+        let error = Manifest::parse(own_files, origin).unwrap_err().to_string();
+        assert!(error.contains("remove its `source` key"), "{error}");
+        let unknown = "name = \"x\"\nvariant_of = \"no-such-model\"\n";
+        let error = Manifest::parse(unknown, origin).unwrap_err().to_string();
+        assert!(error.contains("not a built-in model"), "{error}");
+        let bad_matmul = "name = \"x\"\nvariant_of = \"minilm-l6\"\nmatmul = \"int4\"\n";
+        let error = Manifest::parse(bad_matmul, origin).unwrap_err().to_string();
+        assert!(error.contains("int4"), "{error}");
+    }
+}
