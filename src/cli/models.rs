@@ -26,7 +26,9 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<ExitCode> {
     match command {
         ModelsCommand::List => {
             println!("cache: {}", fetch::stancer_home().join("models").display());
-            for manifest in Manifest::builtin() {
+            let manifests = Manifest::builtin();
+            let width = manifests.iter().map(|m| m.name.len()).max().unwrap_or(0);
+            for manifest in manifests {
                 let state = if fetch::is_cached(&manifest) {
                     "cached"
                 } else {
@@ -38,7 +40,7 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<ExitCode> {
                     ""
                 };
                 println!(
-                    "{:<12} {:<11} {}{default}",
+                    "{:<width$} {:<11} {}{default}",
                     manifest.name, state, manifest.description
                 );
             }

@@ -25,7 +25,15 @@ pub fn resolve_model(args: &ModelArgs) -> anyhow::Result<ResolvedModel> {
 pub fn load_embedder(args: &ModelArgs) -> anyhow::Result<(Embedder, ResolvedModel)> {
     let resolved = resolve_model(args)?;
     let quiet = args.quiet;
-    let device = stancer::device::select(args.device, &mut |line| notice(quiet, line))?;
+    // A CPU-only variant (int8 or bf16 products) runs on the CPU when the device is left to
+    // `auto`; asked for a GPU explicitly, loading says why it cannot.
+    let choice = match (args.device, resolved.matmul) {
+        (stancer::device::DeviceChoice::Auto, matmul) if matmul != stancer::model::Matmul::F32 => {
+            stancer::device::DeviceChoice::Cpu
+        }
+        (choice, _) => choice,
+    };
+    let device = stancer::device::select(choice, &mut |line| notice(quiet, line))?;
     let dtype_name = args
         .dtype
         .clone()

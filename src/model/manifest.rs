@@ -21,6 +21,10 @@ const BUILTIN: &[(&str, &str)] = &[
         "minilm-l6-int8.toml",
         include_str!("../../models/minilm-l6-int8.toml"),
     ),
+    (
+        "minilm-l6-bf16.toml",
+        include_str!("../../models/minilm-l6-bf16.toml"),
+    ),
 ];
 
 /// The model used when none is named.

@@ -38,6 +38,9 @@ pub enum Matmul {
     /// Weights quantised per output channel to 8 bits when the model loads, activations per row
     /// at run time; exact 32-bit integer sums (AVX512-VNNI where the CPU has it).
     Int8,
+    /// Weights and activations rounded to bf16, products summed in f32 (AVX512-BF16 where the
+    /// CPU has it).
+    Bf16,
 }
 
 impl Matmul {
@@ -45,6 +48,7 @@ impl Matmul {
         match self {
             Matmul::F32 => "f32",
             Matmul::Int8 => "int8",
+            Matmul::Bf16 => "bf16",
         }
     }
 }
@@ -147,8 +151,9 @@ impl BertEncoder {
         if matmul != Matmul::F32 && (!packed_fits || engine == Engine::Candle) {
             return Err(Error::Usage {
                 message: format!(
-                    "this model runs its matrix products in {} on the packed CPU encoder, not {} {}{}; \
-                     use its f32 variant (for example minilm-l6) there",
+                    "this model runs its matrix products in {} on the packed CPU encoder and cannot \
+                     run as {} {}{}; leave out --device/--dtype/--engine, or use the f32 model it \
+                     is a variant of",
                     matmul.name(),
                     device_name(device),
                     crate::device::dtype_name(dtype),
@@ -273,6 +278,9 @@ impl Encoder for BertEncoder {
             (Model::Packed(_), Matmul::F32) => ", packed".into(),
             (Model::Packed(_), Matmul::Int8) if packed::vnni_available() => {
                 ", packed, int8 matmul (VNNI)".into()
+            }
+            (Model::Packed(_), Matmul::Bf16) if packed::bf16_available() => {
+                ", packed, bf16 matmul (AVX512-BF16)".into()
             }
             (Model::Packed(_), other) => format!(", packed, {} matmul (portable)", other.name()),
         };

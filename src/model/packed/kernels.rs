@@ -101,6 +101,18 @@ dispatch! {
     }
 }
 
+dispatch! {
+    /// Rounds a row to bf16 (to nearest, ties to even, as `half::bf16::from_f32` does; NaN stays
+    /// NaN). `out` is as long as `row`.
+    fn round_bf16(row: &[f32], out: &mut [u16]) {
+        for (o, &x) in out.iter_mut().zip(row) {
+            let bits = x.to_bits();
+            let rounded = (bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16;
+            *o = if x.is_nan() { 0x7fc0 } else { rounded };
+        }
+    }
+}
+
 /// Sum with eight independent lanes, so it vectorises.
 #[inline(always)]
 fn sum(xs: &[f32]) -> f32 {
@@ -250,6 +262,30 @@ mod tests {
             x += 0.001;
         }
         assert!(worst < 5e-7, "absolute error {worst}");
+    }
+
+    #[test]
+    fn bf16_rounding_matches_half() {
+        let values = [
+            0.0f32,
+            -0.0,
+            1.0,
+            1.00390625,
+            1.01171875,
+            -3.3333333,
+            1e-40,
+            6.5e37,
+            f32::MAX,
+            f32::INFINITY,
+        ];
+        let mut out = [0u16; 10];
+        round_bf16(&values, &mut out);
+        for (x, bits) in values.iter().zip(out) {
+            assert_eq!(bits, half::bf16::from_f32(*x).to_bits(), "{x}");
+        }
+        let mut nan = [0u16; 1];
+        round_bf16(&[f32::NAN], &mut nan);
+        assert!(half::bf16::from_bits(nan[0]).is_nan());
     }
 
     #[test]

@@ -52,6 +52,7 @@ enum Product {
     /// rows.
     F32(Vec<f32>),
     Int8(int8::Weights),
+    Bf16(bf16::Weights),
 }
 
 /// A linear layer.
@@ -65,6 +66,8 @@ struct Linear {
 thread_local! {
     /// Per-thread quantised activations for the int8 products.
     static INT8_SCRATCH: RefCell<int8::Scratch> = RefCell::new(int8::Scratch::default());
+    /// Per-thread bf16 activations for the bf16 products.
+    static BF16_SCRATCH: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Linear {
@@ -92,6 +95,7 @@ impl Linear {
         let product = match matmul {
             Matmul::F32 => Product::F32(weight_t),
             Matmul::Int8 => Product::Int8(int8::Weights::quantize(&weight_t, inputs, outputs)),
+            Matmul::Bf16 => Product::Bf16(bf16::Weights::round(&weight_t, inputs, outputs)),
         };
         Ok(Self {
             product,
@@ -117,6 +121,12 @@ impl Linear {
             Product::F32(weight_t) => weight_t,
             Product::Int8(weights) => {
                 INT8_SCRATCH.with(|cell| {
+                    weights.forward_add(x, rows, out, &mut cell.borrow_mut());
+                });
+                return;
+            }
+            Product::Bf16(weights) => {
+                BF16_SCRATCH.with(|cell| {
                     weights.forward_add(x, rows, out, &mut cell.borrow_mut());
                 });
                 return;
@@ -614,7 +624,9 @@ pub mod profile {
 }
 
 mod attention;
+mod bf16;
 mod int8;
 pub(crate) mod kernels;
 
+pub use bf16::bf16_available;
 pub use int8::vnni_available;
