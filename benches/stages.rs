@@ -15,7 +15,7 @@ use candle_core::{DType, Device};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use stancer::embed::Embedder;
 use stancer::model::fetch::{self, ModelSpec, ResolvedModel};
-use stancer::model::{Engine, Manifest};
+use stancer::model::{Engine, Manifest, Matmul};
 
 const CORPUS: &str = include_str!("corpus.jsonl");
 
@@ -146,8 +146,17 @@ fn encoder(c: &mut Criterion) {
     by_length.sort_by_key(|t| t.len());
     let short: Vec<&str> = by_length[..32].to_vec();
     let long: Vec<&str> = by_length[by_length.len() - 8..].to_vec();
-    for (name, engine) in [("packed", Engine::Packed), ("candle", Engine::Candle)] {
-        let embedder = load(&real, engine);
+    for (name, engine, matmul) in [
+        ("packed", Engine::Packed, Matmul::F32),
+        ("packed_bf16", Engine::Packed, Matmul::Bf16),
+        ("packed_int8", Engine::Packed, Matmul::Int8),
+        ("candle", Engine::Candle, Matmul::F32),
+    ] {
+        let variant = ResolvedModel {
+            matmul,
+            ..real.clone()
+        };
+        let embedder = load(&variant, engine);
         for (size, batch) in [("32_short", &short), ("8_long", &long)] {
             let tokens: usize = embedder
                 .tokenize(batch)

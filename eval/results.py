@@ -27,7 +27,8 @@ def delta(name, task, key):
     mine = load(name).get(task) or {}
     if mine.get(key) is None or base.get(key) is None:
         return " | –"
-    return f" | {100 * (mine[key] - base[key]):+.1f}"
+    difference = round(100 * (mine[key] - base[key]), 1)
+    return f" | {difference:+.1f}" if difference != 0 else " | 0.0"
 
 
 def metric(value, interval=None):

@@ -36,7 +36,7 @@ Options:
     --rounds N      timed rounds per implementation and corpus (default 3)
     --threads N     threads for everyone (default 2)
     --stancer PATH  the stancer binary (default: $CARGO_TARGET_DIR or target, /release/stancer)
-    --only A,B      run only these implementations (torch, ort-fp32, ort-int8, stancer, stancer-int8)
+    --only A,B      run only these implementations (torch, ort-fp32, ort-int8, stancer, stancer-bf16, stancer-int8)
     --no-write      print the table without touching BENCHMARKS.md
     --setup-only    create/refresh the venv and exit
 """
@@ -72,16 +72,17 @@ CORPORA = {
     "agnews": ("agnews-test.jsonl", "AG News test (news headlines + first sentence)"),
     "vast": ("vast-dev.jsonl", "VAST dev (comments, longer)"),
 }
-IMPLEMENTATIONS = ["torch", "ort-fp32", "ort-int8", "stancer", "stancer-int8"]
+IMPLEMENTATIONS = ["torch", "ort-fp32", "ort-int8", "stancer", "stancer-bf16", "stancer-int8"]
 LABELS = {
     "torch": "PyTorch (sentence-transformers)",
     "ort-fp32": "ONNX Runtime fp32 (BERT-fused graph)",
     "ort-int8": "ONNX Runtime int8 (dynamic, per-channel)",
     "stancer": "stancer fp32 (packed CPU encoder)",
-    "stancer-int8": "stancer int8 (`minilm-l6-int8`: VNNI, dynamic per-row)",
+    "stancer-bf16": "stancer bf16 (`minilm-l6-bf16`: AVX512-BF16 products, f32 sums)",
+    "stancer-int8": "stancer int8 (`minilm-l6-int8`: VNNI, dynamic per-token)",
 }
 # The stancer implementations: which manifest each runs.
-STANCER_MODELS = {"stancer": "minilm-l6", "stancer-int8": "minilm-l6-int8"}
+STANCER_MODELS = {"stancer": "minilm-l6", "stancer-bf16": "minilm-l6-bf16", "stancer-int8": "minilm-l6-int8"}
 
 # ---------------------------------------------------------------------------------------------
 # Bootstrap: .venv-compare/ with the pinned requirements, then re-exec inside it.

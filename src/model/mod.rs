@@ -219,7 +219,11 @@ pub fn read_bert_config(path: &Path) -> Result<bert::BertConfig> {
         path: path.to_path_buf(),
         message: format!("not a valid BERT config.json ({e})"),
     })?;
-    if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+    if config.num_attention_heads == 0
+        || !config
+            .hidden_size
+            .is_multiple_of(config.num_attention_heads)
+    {
         return Err(Error::ModelConfig {
             path: path.to_path_buf(),
             message: format!(

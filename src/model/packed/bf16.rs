@@ -137,14 +137,16 @@ impl Weights {
         let b = self.packed.as_ptr().add(panel * depth * PANEL);
         let mut acc = [[_mm512_setzero_ps(); P]; MR];
         for pair in 0..depth / 2 {
-            let mut w: [__m512bh; P] = [std::mem::transmute(_mm512_setzero_si512()); P];
+            // Bits reinterpreted as bf16 pairs: __m512i and __m512bh are both 64 plain bytes.
+            let as_pairs = |v: __m512i| std::mem::transmute::<__m512i, __m512bh>(v);
+            let mut w = [as_pairs(_mm512_setzero_si512()); P];
             for (p, w) in w.iter_mut().enumerate() {
-                *w = std::mem::transmute(_mm512_loadu_si512(
+                *w = as_pairs(_mm512_loadu_si512(
                     b.add(p * depth * PANEL + pair * 2 * PANEL) as *const _,
                 ));
             }
             for (r, acc) in acc.iter_mut().enumerate() {
-                let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(
+                let x = as_pairs(_mm512_set1_epi32(
                     (a.add(r * depth + pair * 2) as *const i32).read_unaligned(),
                 ));
                 for (acc, &w) in acc.iter_mut().zip(&w) {
