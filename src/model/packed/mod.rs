@@ -4,17 +4,20 @@
 //! A batch's real tokens are stacked into one `(tokens, hidden)` matrix, so every per-token stage
 //! (the linear layers, LayerNorm, GELU) runs on real tokens only, and attention runs per sequence
 //! and head, where no mask is needed. Time goes where it should:
-//! - matrix products go straight to the `gemm` crate (the kernel candle itself uses on the CPU),
-//!   with the bias, and for the output projections the residual, already in the destination, so
-//!   the product adds onto them instead of a separate pass over memory;
+//! - the linear layers' products run on register-tiled AVX-512 kernels with the weights packed
+//!   once at load (f32 in `f32x16`, or the reduced-precision variants in `bf16` and `int8`), the
+//!   `gemm` crate (the kernel candle itself uses on the CPU) where the CPU lacks AVX-512 and for
+//!   attention; the bias, and for the output projections the residual, are already in the
+//!   destination, so the product adds onto them instead of a separate pass over memory;
 //! - the rows are processed in chunks small enough to stay in cache, each chunk running the
 //!   attention output, LayerNorm, feed-forward, LayerNorm and the next layer's QKV projection back
 //!   to back, with the chunks (and attention's sequence x head tasks) spread over rayon's threads;
 //! - GELU (erf) and softmax (exp) use branch-free polynomial approximations accurate to a few ulp,
-//!   compiled for AVX2+FMA when the CPU has it, instead of scalar libm calls.
+//!   compiled for AVX2+FMA or AVX-512 when the CPU has it, instead of scalar libm calls.
 //!
 //! Results per sequence do not depend on what else is in the batch (up to the last bits of gemm's
-//! blocking) and the same batch gives the same bits every time: no reduction crosses threads.
+//! blocking, where gemm runs) and the same batch gives the same bits every time: no reduction
+//! crosses threads.
 //!
 //! This file holds only the model: no I/O, no tokenization, no printing.
 
@@ -46,11 +49,14 @@ fn to_vec(tensor: &Tensor) -> candle_core::Result<Vec<f32>> {
     tensor.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
 }
 
-/// How a linear layer's weights are held: f32 for gemm, or quantised to 8 bits.
+/// How a linear layer's weights are held: f32 for gemm or packed for the AVX-512 kernel, or in
+/// reduced precision.
 enum Product {
     /// The weight transposed, `(inputs, outputs)` row-major, the layout `x · W^T` reads along
     /// rows.
     F32(Vec<f32>),
+    /// The same f32 weights packed once for the AVX-512 kernel.
+    F32Packed(f32x16::Weights),
     Int8(int8::Weights),
     Bf16(bf16::Weights),
 }
@@ -93,6 +99,9 @@ impl Linear {
         let outputs = weight.dim(0)?;
         let weight_t = to_vec(&weight.t()?.contiguous()?)?;
         let product = match matmul {
+            Matmul::F32 if f32x16::available() => {
+                Product::F32Packed(f32x16::Weights::pack(&weight_t, inputs, outputs))
+            }
             Matmul::F32 => Product::F32(weight_t),
             Matmul::Int8 => Product::Int8(int8::Weights::quantize(&weight_t, inputs, outputs)),
             Matmul::Bf16 => Product::Bf16(bf16::Weights::round(&weight_t, inputs, outputs)),
@@ -124,6 +133,12 @@ impl Linear {
                     weights.forward_add(x, rows, out, &mut cell.borrow_mut());
                 });
                 return;
+            }
+            Product::F32Packed(weights) => {
+                if weights.forward_add(x, rows, out).is_some() {
+                    return;
+                }
+                unreachable!("the packed f32 kernel is only built where the CPU runs it")
             }
             Product::Bf16(weights) => {
                 BF16_SCRATCH.with(|cell| {
@@ -625,6 +640,7 @@ pub mod profile {
 
 mod attention;
 mod bf16;
+mod f32x16;
 mod int8;
 pub(crate) mod kernels;
 
