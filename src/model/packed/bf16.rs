@@ -9,12 +9,7 @@
 
 use half::bf16;
 
-/// Output columns per panel: one 512-bit register of f32 lanes.
-const PANEL: usize = 16;
-/// Rows per register tile.
-const MR: usize = 8;
-/// Panels per register tile (MR x J accumulators must fit in the 32 vector registers).
-const J: usize = 3;
+use super::tiles::{self, MR, PANEL};
 
 /// A linear layer's weights, rounded to bf16 and packed for the kernel.
 pub struct Weights {
@@ -100,29 +95,18 @@ impl Weights {
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     unsafe fn forward_avx512(&self, a: &[u16], rows: usize, out: &mut [f32]) {
-        let mut panel = 0;
-        while panel < self.panels {
-            let take = (self.panels - panel).min(J);
-            let mut m = 0;
-            while m < rows {
-                match take {
-                    3 => self.tile::<3>(a, m, rows, panel, out),
-                    2 => self.tile::<2>(a, m, rows, panel, out),
-                    _ => self.tile::<1>(a, m, rows, panel, out),
-                }
-                m += MR;
-            }
-            panel += take;
-        }
+        tiles::walk(rows, self.panels, |m, panel, take| match take {
+            3 => self.tile::<3>(a, m, rows, panel, out),
+            2 => self.tile::<2>(a, m, rows, panel, out),
+            _ => self.tile::<1>(a, m, rows, panel, out),
+        });
     }
 
     /// One MR x (P x 16) tile: rows `m..m + MR` (stores only those below `rows`), panels
     /// `panel..panel + P`.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    #[inline]
     unsafe fn tile<const P: usize>(
         &self,
         a: &[u16],
@@ -154,22 +138,9 @@ impl Weights {
                 }
             }
         }
-        for (r, acc) in acc.iter().enumerate() {
-            let row = m + r;
-            if row >= rows {
-                break;
-            }
+        for (r, acc) in acc.iter().enumerate().take(rows - m) {
             for (p, &acc) in acc.iter().enumerate() {
-                let first = (panel + p) * PANEL;
-                let valid = self.outputs.saturating_sub(first).min(PANEL);
-                let mask: __mmask16 = if valid == PANEL {
-                    0xffff
-                } else {
-                    (1u16 << valid) - 1
-                };
-                let dst = out.as_mut_ptr().add(row * self.outputs + first);
-                let value = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), acc);
-                _mm512_mask_storeu_ps(dst, mask, value);
+                tiles::add_to_panel(out, m + r, self.outputs, (panel + p) * PANEL, acc);
             }
         }
     }
@@ -192,60 +163,39 @@ pub fn bf16_available() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn pseudo_random(seed: u64, len: usize) -> Vec<f32> {
-        let mut state = seed;
-        (0..len)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::model::packed::tiles::{reference, test_case, TEST_SHAPES};
 
     /// The AVX512-BF16 kernel (when the CPU has it) and the portable kernel agree to f32
-    /// rounding, and both are within bf16 rounding of the f32 product, for shapes that exercise
-    /// every edge: rows not a multiple of the tile height, outputs not a multiple of 16 or 48,
-    /// an odd number of inputs.
+    /// rounding, and both are within bf16 rounding of the exact product, on every test shape.
     #[test]
     fn kernels_agree_and_approximate_f32() {
-        for &(rows, inputs, outputs) in &[(1, 2, 16), (13, 31, 50), (37, 384, 1152), (9, 1536, 384)]
-        {
-            let x = pseudo_random(rows as u64, rows * inputs);
-            let w = pseudo_random(outputs as u64 + 7, inputs * outputs);
+        for (rows, inputs, outputs) in TEST_SHAPES {
+            let (x, w, bias) = test_case(rows, inputs, outputs);
             let weights = Weights::round(&w, inputs, outputs);
-            let bias: Vec<f32> = (0..rows * outputs).map(|i| (i % 7) as f32).collect();
             let mut fast = bias.clone();
             let mut scratch = Vec::new();
             weights.forward_add(&x, rows, &mut fast, &mut scratch);
             let mut portable = bias.clone();
             weights.forward_portable(&scratch, rows, &mut portable);
+            let exact = reference(&x, &w, &bias, rows, inputs);
             let scale = (inputs as f32).sqrt();
             let mut worst_kernels = 0.0f32;
             let mut worst_exact = 0.0f32;
-            for m in 0..rows {
-                for n in 0..outputs {
-                    let i = m * outputs + n;
-                    let exact: f32 = (0..inputs)
-                        .map(|k| x[m * inputs + k] * w[k * outputs + n])
-                        .sum::<f32>()
-                        + bias[i];
-                    worst_kernels = worst_kernels.max((fast[i] - portable[i]).abs() / scale);
-                    worst_exact = worst_exact.max((fast[i] - exact).abs() / scale);
-                }
+            for ((&fast, &portable), &exact) in fast.iter().zip(&portable).zip(&exact) {
+                worst_kernels = worst_kernels.max((fast - portable).abs() / scale);
+                worst_exact = worst_exact.max((fast - exact as f32).abs() / scale);
             }
+            let shape = format!("{rows}x{inputs}x{outputs}");
             assert!(
                 worst_kernels < 1e-5,
-                "shape {rows}x{inputs}x{outputs}: kernels differ by {worst_kernels}"
+                "{shape}: kernels differ by {worst_kernels}"
             );
             // Two roundings to 8 significand bits (2^-9 relative each), summed like a random walk.
+            assert!(worst_exact < 0.01, "{shape}: error {worst_exact}");
             assert!(
-                worst_exact < 0.01,
-                "shape {rows}x{inputs}x{outputs}: error {worst_exact}"
+                worst_exact > 0.0,
+                "{shape}: bf16 rounding must show somewhere"
             );
-            assert!(worst_exact > 0.0, "bf16 rounding must show somewhere");
         }
     }
 }

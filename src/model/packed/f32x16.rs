@@ -1,16 +1,10 @@
-//! f32 matrix products for the linear layers with the weights packed once, at load: the same
-//! register tiling as the bf16 and int8 kernels (8 rows x 48 columns of accumulators, weights in
-//! panels of 16 output columns), with one fused multiply-add per weight and row (AVX-512F).
+//! f32 matrix products for the linear layers with the weights packed once, at load: the tiling of
+//! [`super::tiles`] with one fused multiply-add per weight and row (AVX-512F).
 //!
 //! `gemm` packs the weights again for every call (every chunk of rows), which cost ~8% of the
 //! forward; here that work is done once per model.
 
-/// Output columns per panel: one 512-bit register of f32 lanes.
-const PANEL: usize = 16;
-/// Rows per register tile.
-const MR: usize = 8;
-/// Panels per register tile.
-const J: usize = 3;
+use super::tiles::{self, MR, PANEL};
 
 /// A linear layer's weights packed for the kernel: `[panel][k][lane]`.
 pub struct Weights {
@@ -46,42 +40,29 @@ impl Weights {
         assert!(x.len() >= rows * self.inputs && out.len() >= rows * self.outputs);
         #[cfg(target_arch = "x86_64")]
         if available() {
-            // SAFETY: the CPU has AVX-512F (checked); the slices hold rows x inputs inputs,
-            // panels x inputs x 16 packed weights and rows x outputs results.
-            unsafe { self.forward_avx512(x, rows, out) };
+            tiles::walk(rows, self.panels, |m, panel, take| {
+                // SAFETY: the CPU has AVX-512F (checked); x holds rows x inputs values, the
+                // packed weights panels x inputs x 16, out rows x outputs; a full tile reads
+                // rows m..m + MR, which exist, else rows are taken one at a time.
+                unsafe {
+                    match (take, m + MR <= rows) {
+                        (3, true) => self.tile::<3, MR>(x, m, panel, out),
+                        (2, true) => self.tile::<2, MR>(x, m, panel, out),
+                        (_, true) => self.tile::<1, MR>(x, m, panel, out),
+                        (3, false) => (m..rows).for_each(|r| self.tile::<3, 1>(x, r, panel, out)),
+                        (2, false) => (m..rows).for_each(|r| self.tile::<2, 1>(x, r, panel, out)),
+                        (_, false) => (m..rows).for_each(|r| self.tile::<1, 1>(x, r, panel, out)),
+                    }
+                }
+            });
             return Some(());
         }
         None
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn forward_avx512(&self, x: &[f32], rows: usize, out: &mut [f32]) {
-        let mut panel = 0;
-        while panel < self.panels {
-            let take = (self.panels - panel).min(J);
-            let mut m = 0;
-            while m < rows {
-                let height = (rows - m).min(MR);
-                match (take, height == MR) {
-                    (3, true) => self.tile::<3, MR>(x, m, panel, out),
-                    (2, true) => self.tile::<2, MR>(x, m, panel, out),
-                    (_, true) => self.tile::<1, MR>(x, m, panel, out),
-                    // The last rows of a chunk, one at a time (x has no padding rows to read).
-                    (3, false) => (m..rows).for_each(|r| self.tile::<3, 1>(x, r, panel, out)),
-                    (2, false) => (m..rows).for_each(|r| self.tile::<2, 1>(x, r, panel, out)),
-                    (_, false) => (m..rows).for_each(|r| self.tile::<1, 1>(x, r, panel, out)),
-                }
-                m += MR;
-            }
-            panel += take;
-        }
-    }
-
     /// One R x (P x 16) tile: rows `m..m + R`, panels `panel..panel + P`.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    #[inline]
     unsafe fn tile<const P: usize, const R: usize>(
         &self,
         x: &[f32],
@@ -108,16 +89,7 @@ impl Weights {
         }
         for (r, acc) in acc.iter().enumerate() {
             for (p, &acc) in acc.iter().enumerate() {
-                let first = (panel + p) * PANEL;
-                let valid = self.outputs.saturating_sub(first).min(PANEL);
-                let mask: __mmask16 = if valid == PANEL {
-                    0xffff
-                } else {
-                    (1u16 << valid) - 1
-                };
-                let dst = out.as_mut_ptr().add((m + r) * self.outputs + first);
-                let value = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), acc);
-                _mm512_mask_storeu_ps(dst, mask, value);
+                tiles::add_to_panel(out, m + r, self.outputs, (panel + p) * PANEL, acc);
             }
         }
     }
@@ -138,36 +110,28 @@ pub fn available() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::packed::tiles::{reference, test_case, TEST_SHAPES};
 
-    /// The kernel computes the product to f32 rounding, for shapes with every edge: rows not a
-    /// multiple of the tile height, outputs not a multiple of 16 or 48.
+    /// The kernel computes the product to f32 rounding on every test shape.
     #[test]
     fn kernel_matches_the_product() {
         if !available() {
             eprintln!("skipped: this CPU has no AVX-512F");
             return;
         }
-        for &(rows, inputs, outputs) in &[(1, 3, 16), (13, 30, 50), (37, 384, 1152), (9, 1536, 384)]
-        {
-            let value = |i: usize| ((i * 7919) % 1000) as f32 / 500.0 - 1.0;
-            let x: Vec<f32> = (0..rows * inputs).map(value).collect();
-            let w: Vec<f32> = (0..inputs * outputs).map(|i| value(i * 31 + 5)).collect();
-            let weights = Weights::pack(&w, inputs, outputs);
-            let bias: Vec<f32> = (0..rows * outputs).map(|i| (i % 7) as f32).collect();
+        for (rows, inputs, outputs) in TEST_SHAPES {
+            let (x, w, bias) = test_case(rows, inputs, outputs);
             let mut out = bias.clone();
-            weights.forward_add(&x, rows, &mut out).unwrap();
-            for m in 0..rows {
-                for n in 0..outputs {
-                    let exact: f64 = (0..inputs)
-                        .map(|k| f64::from(x[m * inputs + k]) * f64::from(w[k * outputs + n]))
-                        .sum::<f64>()
-                        + f64::from(bias[m * outputs + n]);
-                    let got = f64::from(out[m * outputs + n]);
-                    assert!(
-                        (got - exact).abs() <= 1e-5 * (inputs as f64).sqrt() * (1.0 + exact.abs()),
-                        "shape {rows}x{inputs}x{outputs} at ({m}, {n}): {got} vs {exact}"
-                    );
-                }
+            Weights::pack(&w, inputs, outputs)
+                .forward_add(&x, rows, &mut out)
+                .unwrap();
+            let exact = reference(&x, &w, &bias, rows, inputs);
+            for (i, (&got, &want)) in out.iter().zip(&exact).enumerate() {
+                let tolerance = 1e-6 * (inputs as f64).sqrt() * (1.0 + want.abs());
+                assert!(
+                    (f64::from(got) - want).abs() <= tolerance,
+                    "shape {rows}x{inputs}x{outputs}, value {i}: {got} vs {want}"
+                );
             }
         }
     }

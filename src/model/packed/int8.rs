@@ -11,19 +11,14 @@
 //! The integer sums are exact, so the VNNI kernel and the portable one give the same bits; only
 //! the choice of quantised values loses precision (measured in BENCHMARKS.md).
 
-/// Output columns per panel: one 512-bit register of 32-bit lanes.
-const PANEL: usize = 16;
-/// Rows per register tile.
-const MR: usize = 8;
-/// Panels per register tile (MR x J accumulators must fit in the 32 vector registers).
-const J: usize = 3;
+use super::tiles::{self, MR, PANEL};
 
 /// A linear layer's weights, quantised and packed for the kernel.
 pub struct Weights {
     /// `[panel][k / 4][lane][4]`: for each panel of 16 output columns, groups of four
     /// consecutive inputs for each column, the layout `vpdpbusd` reads.
     packed: Vec<i8>,
-    /// Per output: the dequantisation scale.
+    /// Per output (padded to whole panels): the dequantisation scale.
     scales: Vec<f32>,
     /// Per output (padded to whole panels): `128 * sum_k qw`.
     corrections: Vec<i32>,
@@ -40,8 +35,8 @@ impl Weights {
         assert_eq!(weight_t.len(), inputs * outputs);
         let depth = inputs.next_multiple_of(4);
         let panels = outputs.div_ceil(PANEL);
-        let mut scales = vec![0.0f32; outputs];
-        for (n, scale) in scales.iter_mut().enumerate() {
+        let mut scales = vec![0.0f32; panels * PANEL];
+        for (n, scale) in scales.iter_mut().enumerate().take(outputs) {
             let max = (0..inputs).fold(0.0f32, |m, k| m.max(weight_t[k * outputs + n].abs()));
             *scale = if max > 0.0 { max / 127.0 } else { 1.0 };
         }
@@ -116,35 +111,24 @@ impl Weights {
         let row = &mut out[m * self.outputs..][..self.outputs];
         for n in first..last {
             let exact = sums[n - first] - self.corrections[n];
-            // Fused, as the VNNI kernel does it, so both give the same bits.
-            row[n] = (exact as f32).mul_add(self.scales[n] * row_scale, row[n]);
+            // Multiplied, then added, as the VNNI kernel does it, so both give the same bits.
+            row[n] += exact as f32 * (self.scales[n] * row_scale);
         }
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     unsafe fn forward_vnni(&self, scratch: &Scratch, rows: usize, out: &mut [f32]) {
-        let mut panel = 0;
-        while panel < self.panels {
-            let take = (self.panels - panel).min(J);
-            let mut m = 0;
-            while m < rows {
-                match take {
-                    3 => self.tile_vnni::<3>(scratch, m, rows, panel, out),
-                    2 => self.tile_vnni::<2>(scratch, m, rows, panel, out),
-                    _ => self.tile_vnni::<1>(scratch, m, rows, panel, out),
-                }
-                m += MR;
-            }
-            panel += take;
-        }
+        tiles::walk(rows, self.panels, |m, panel, take| match take {
+            3 => self.tile_vnni::<3>(scratch, m, rows, panel, out),
+            2 => self.tile_vnni::<2>(scratch, m, rows, panel, out),
+            _ => self.tile_vnni::<1>(scratch, m, rows, panel, out),
+        });
     }
 
     /// One MR x (P x 16) tile: rows `m..m + MR` (stores only those below `rows`), panels
     /// `panel..panel + P`.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    #[inline]
     unsafe fn tile_vnni<const P: usize>(
         &self,
         scratch: &Scratch,
@@ -172,31 +156,17 @@ impl Weights {
                 }
             }
         }
-        for (r, acc) in acc.iter().enumerate() {
-            let row = m + r;
-            if row >= rows {
-                break;
-            }
-            let row_scale = _mm512_set1_ps(scratch.scales[row]);
+        for (r, acc) in acc.iter().enumerate().take(rows - m) {
+            let row_scale = _mm512_set1_ps(scratch.scales[m + r]);
             for (p, &acc) in acc.iter().enumerate() {
                 let first = (panel + p) * PANEL;
-                let valid = self.outputs.saturating_sub(first).min(PANEL);
-                let mask: __mmask16 = if valid == PANEL {
-                    0xffff
-                } else {
-                    (1u16 << valid) - 1
-                };
+                // Both are padded to whole panels.
                 let correction =
                     _mm512_loadu_si512(self.corrections.as_ptr().add(first) as *const _);
-                let exact = _mm512_sub_epi32(acc, correction);
-                let scale = _mm512_mul_ps(
-                    _mm512_maskz_loadu_ps(mask, self.scales.as_ptr().add(first)),
-                    row_scale,
-                );
-                let dst = out.as_mut_ptr().add(row * self.outputs + first);
-                let current = _mm512_maskz_loadu_ps(mask, dst);
-                let value = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, current);
-                _mm512_mask_storeu_ps(dst, mask, value);
+                let scale =
+                    _mm512_mul_ps(_mm512_loadu_ps(self.scales.as_ptr().add(first)), row_scale);
+                let exact = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, correction));
+                tiles::add_to_panel(out, m + r, self.outputs, first, _mm512_mul_ps(exact, scale));
             }
         }
     }
@@ -307,30 +277,15 @@ unsafe fn quantize_row_avx512(row: &[f32], out: &mut [u8]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::packed::tiles::{pseudo_random, reference, test_case, TEST_SHAPES};
 
-    fn pseudo_random(seed: u64, len: usize) -> Vec<f32> {
-        let mut state = seed;
-        (0..len)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
-
-    /// The VNNI kernel (when the CPU has it) and the portable kernel agree bit for bit, and both
-    /// are close to the f32 product, for shapes that exercise every edge: rows not a multiple of
-    /// the tile height, outputs not a multiple of 16 or 48, inputs not a multiple of 4.
+    /// The VNNI kernel (when the CPU has it) and the portable kernel agree bit for bit (the
+    /// quantised rows too), and both are close to the exact product, on every test shape.
     #[test]
     fn kernels_agree_and_approximate_f32() {
-        for &(rows, inputs, outputs) in &[(1, 4, 16), (13, 30, 50), (37, 384, 1152), (9, 1536, 384)]
-        {
-            let x = pseudo_random(rows as u64, rows * inputs);
-            let w = pseudo_random(outputs as u64 + 7, inputs * outputs);
+        for (rows, inputs, outputs) in TEST_SHAPES {
+            let (x, w, bias) = test_case(rows, inputs, outputs);
             let weights = Weights::quantize(&w, inputs, outputs);
-            let bias: Vec<f32> = (0..rows * outputs).map(|i| (i % 7) as f32).collect();
             let mut fast = bias.clone();
             let mut scratch = Scratch::default();
             weights.forward_add(&x, rows, &mut fast, &mut scratch);
@@ -351,17 +306,13 @@ mod tests {
             assert_eq!(portable_scratch.values, scratch.values);
             weights.forward_portable(&portable_scratch, rows, &mut portable);
             assert_eq!(fast, portable, "shape {rows}x{inputs}x{outputs}");
-            let mut worst = 0.0f32;
-            for m in 0..rows {
-                for n in 0..outputs {
-                    let exact: f32 = (0..inputs)
-                        .map(|k| x[m * inputs + k] * w[k * outputs + n])
-                        .sum::<f32>()
-                        + bias[m * outputs + n];
-                    let scale = (inputs as f32).sqrt();
-                    worst = worst.max((fast[m * outputs + n] - exact).abs() / scale);
-                }
-            }
+            let exact = reference(&x, &w, &bias, rows, inputs);
+            let scale = (inputs as f32).sqrt();
+            let worst = fast
+                .iter()
+                .zip(&exact)
+                .map(|(&got, &want)| (got - want as f32).abs() / scale)
+                .fold(0.0f32, f32::max);
             // Two 8-bit roundings of values in [-1, 1]: errors of ~1/254 each, summed over
             // `inputs` terms like a random walk.
             assert!(

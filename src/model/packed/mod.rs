@@ -643,6 +643,7 @@ mod bf16;
 mod f32x16;
 mod int8;
 pub(crate) mod kernels;
+mod tiles;
 
 pub use bf16::bf16_available;
 pub use int8::vnni_available;
