@@ -94,7 +94,9 @@ impl Weights {
         }
     }
 
+    /// (With the target features here too, so that the walk and the tiles inline into one loop.)
     #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     unsafe fn forward_avx512(&self, a: &[u16], rows: usize, out: &mut [f32]) {
         tiles::walk(rows, self.panels, |m, panel, take| match take {
             3 => self.tile::<3>(a, m, rows, panel, out),
@@ -107,6 +109,7 @@ impl Weights {
     /// `panel..panel + P`.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    #[inline]
     unsafe fn tile<const P: usize>(
         &self,
         a: &[u16],

@@ -40,29 +40,33 @@ impl Weights {
         assert!(x.len() >= rows * self.inputs && out.len() >= rows * self.outputs);
         #[cfg(target_arch = "x86_64")]
         if available() {
-            tiles::walk(rows, self.panels, |m, panel, take| {
-                // SAFETY: the CPU has AVX-512F (checked); x holds rows x inputs values, the
-                // packed weights panels x inputs x 16, out rows x outputs; a full tile reads
-                // rows m..m + MR, which exist, else rows are taken one at a time.
-                unsafe {
-                    match (take, m + MR <= rows) {
-                        (3, true) => self.tile::<3, MR>(x, m, panel, out),
-                        (2, true) => self.tile::<2, MR>(x, m, panel, out),
-                        (_, true) => self.tile::<1, MR>(x, m, panel, out),
-                        (3, false) => (m..rows).for_each(|r| self.tile::<3, 1>(x, r, panel, out)),
-                        (2, false) => (m..rows).for_each(|r| self.tile::<2, 1>(x, r, panel, out)),
-                        (_, false) => (m..rows).for_each(|r| self.tile::<1, 1>(x, r, panel, out)),
-                    }
-                }
-            });
+            // SAFETY: the CPU has AVX-512F (checked); x holds rows x inputs values, the packed
+            // weights panels x inputs x 16, out rows x outputs.
+            unsafe { self.forward_avx512(x, rows, out) };
             return Some(());
         }
         None
     }
 
+    /// (With the target feature here too, so that the walk and the tiles inline into one loop.)
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn forward_avx512(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        // A full tile reads rows m..m + MR, which exist; the last rows go one at a time.
+        tiles::walk(rows, self.panels, |m, panel, take| match (take, m + MR <= rows) {
+            (3, true) => self.tile::<3, MR>(x, m, panel, out),
+            (2, true) => self.tile::<2, MR>(x, m, panel, out),
+            (_, true) => self.tile::<1, MR>(x, m, panel, out),
+            (3, false) => (m..rows).for_each(|r| self.tile::<3, 1>(x, r, panel, out)),
+            (2, false) => (m..rows).for_each(|r| self.tile::<2, 1>(x, r, panel, out)),
+            (_, false) => (m..rows).for_each(|r| self.tile::<1, 1>(x, r, panel, out)),
+        });
+    }
+
     /// One R x (P x 16) tile: rows `m..m + R`, panels `panel..panel + P`.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
+    #[inline]
     unsafe fn tile<const P: usize, const R: usize>(
         &self,
         x: &[f32],

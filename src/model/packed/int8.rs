@@ -116,7 +116,9 @@ impl Weights {
         }
     }
 
+    /// (With the target features here too, so that the walk and the tiles inline into one loop.)
     #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     unsafe fn forward_vnni(&self, scratch: &Scratch, rows: usize, out: &mut [f32]) {
         tiles::walk(rows, self.panels, |m, panel, take| match take {
             3 => self.tile_vnni::<3>(scratch, m, rows, panel, out),
@@ -129,6 +131,7 @@ impl Weights {
     /// `panel..panel + P`.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[inline]
     unsafe fn tile_vnni<const P: usize>(
         &self,
         scratch: &Scratch,
