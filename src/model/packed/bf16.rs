@@ -94,7 +94,8 @@ impl Weights {
         }
     }
 
-    /// (With the target features here too, so that the walk and the tiles inline into one loop.)
+    /// Every tile of the product (the target features are here too, so that the walk and the
+    /// tiles inline into one loop).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     unsafe fn forward_avx512(&self, a: &[u16], rows: usize, out: &mut [f32]) {

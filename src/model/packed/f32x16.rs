@@ -48,18 +48,21 @@ impl Weights {
         None
     }
 
-    /// (With the target feature here too, so that the walk and the tiles inline into one loop.)
+    /// Every tile of the product (the target feature is here too, so that the walk and the tiles
+    /// inline into one loop).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn forward_avx512(&self, x: &[f32], rows: usize, out: &mut [f32]) {
         // A full tile reads rows m..m + MR, which exist; the last rows go one at a time.
-        tiles::walk(rows, self.panels, |m, panel, take| match (take, m + MR <= rows) {
-            (3, true) => self.tile::<3, MR>(x, m, panel, out),
-            (2, true) => self.tile::<2, MR>(x, m, panel, out),
-            (_, true) => self.tile::<1, MR>(x, m, panel, out),
-            (3, false) => (m..rows).for_each(|r| self.tile::<3, 1>(x, r, panel, out)),
-            (2, false) => (m..rows).for_each(|r| self.tile::<2, 1>(x, r, panel, out)),
-            (_, false) => (m..rows).for_each(|r| self.tile::<1, 1>(x, r, panel, out)),
+        tiles::walk(rows, self.panels, |m, panel, take| {
+            match (take, m + MR <= rows) {
+                (3, true) => self.tile::<3, MR>(x, m, panel, out),
+                (2, true) => self.tile::<2, MR>(x, m, panel, out),
+                (_, true) => self.tile::<1, MR>(x, m, panel, out),
+                (3, false) => (m..rows).for_each(|r| self.tile::<3, 1>(x, r, panel, out)),
+                (2, false) => (m..rows).for_each(|r| self.tile::<2, 1>(x, r, panel, out)),
+                (_, false) => (m..rows).for_each(|r| self.tile::<1, 1>(x, r, panel, out)),
+            }
         });
     }
 

@@ -116,7 +116,8 @@ impl Weights {
         }
     }
 
-    /// (With the target features here too, so that the walk and the tiles inline into one loop.)
+    /// Every tile of the product (the target features are here too, so that the walk and the
+    /// tiles inline into one loop).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     unsafe fn forward_vnni(&self, scratch: &Scratch, rows: usize, out: &mut [f32]) {
