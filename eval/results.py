@@ -1,5 +1,6 @@
 """Formats eval/RESULTS.md from the JSON reports that eval/run-benchmarks.sh writes."""
 import datetime
+import functools
 import json
 import os
 import platform
@@ -14,6 +15,7 @@ if base_out and not os.path.exists(os.path.join(base_out, "commands.tsv")):
 commands = dict(line.rstrip("\n").split("\t", 1) for line in open(os.path.join(out, "commands.tsv")))
 
 
+@functools.cache
 def load(name, folder=None):
     with open(os.path.join(folder or out, name + ".json")) as f:
         return json.load(f)
@@ -29,6 +31,13 @@ def delta(name, task, key):
         return " | –"
     difference = round(100 * (mine[key] - base[key]), 1)
     return f" | {difference:+.1f}" if difference != 0 else " | 0.0"
+
+
+def header(columns, deltas):
+    """A table's header and separator: `columns` up to the metrics, then the Δ columns when there is a base."""
+    extra = "".join(f" | Δ {d}" for d in deltas) if base_out else ""
+    print(f"| {' | '.join(columns)}{extra} | paragraphs/s | note |")
+    print("|---|---|---:" + "|---" * (len(columns) - 3) + ("|---:" * len(deltas) if base_out else "") + "|---:|---|")
 
 
 def metric(value, interval=None):
@@ -75,9 +84,7 @@ print("properly, side by side with PyTorch and ONNX Runtime, in BENCHMARKS.md.")
 print()
 print("## Theme")
 print()
-extra = " | Δ accuracy | Δ macro-F1" if base_out else ""
-print(f"| data | heads | n | accuracy | accuracy, alternatives accepted | macro-F1{extra} | paragraphs/s | note |")
-print("|---|---|---:|---|---|---" + ("|---:|---:" if base_out else "") + "|---:|---|")
+header(["data", "heads", "n", "accuracy", "accuracy, alternatives accepted", "macro-F1"], ["accuracy", "macro-F1"])
 for data, heads, name, note in rows:
     report = load(name)
     theme = report.get("theme")
@@ -92,9 +99,7 @@ print("## Stance")
 print()
 print("F_avg = (F1_favor + F1_against) / 2 is SemEval-2016's metric; macro-F1 averages all three classes (VAST's metric).")
 print()
-extra = " | Δ macro-F1 | Δ F_avg" if base_out else ""
-print(f"| data | heads | rows | macro-F1 | F_avg | accuracy{extra} | paragraphs/s | note |")
-print("|---|---|---:|---|---|---" + ("|---:|---:" if base_out else "") + "|---:|---|")
+header(["data", "heads", "rows", "macro-F1", "F_avg", "accuracy"], ["macro-F1", "F_avg"])
 for data, heads, name, note in rows:
     report = load(name)
     stance = report.get("stance")

@@ -122,8 +122,6 @@ def make_model(folder: Path, tokenizer: Path, seed: int) -> None:
             noise = torch.randn(parameter.shape, generator=generator)
             if "LayerNorm.weight" in name:
                 parameter.copy_(1.0 + 0.1 * noise)
-            elif name.endswith("bias"):
-                parameter.copy_(0.05 * noise)
             else:
                 parameter.copy_(0.05 * noise)
     folder.mkdir(parents=True, exist_ok=True)
@@ -211,39 +209,18 @@ def stancer_vectors(binary, model, corpus: Path, device, dtype, out: Path, ids, 
     return torch.tensor([r["vector"] for r in records], dtype=torch.float64)
 
 
-def has_bench(binary: Path) -> bool:
-    return subprocess.run([str(binary), "bench", "--help"], capture_output=True).returncode == 0
-
-
-def stancer_throughput(binary, model, corpus, work, device, dtype, rows, passes, paragraphs, timeout, bench):
+def stancer_throughput(binary, model, corpus, work, device, dtype, rows, passes, timeout):
     """Paragraphs per second of stancer, tokenization included, as `stancer bench` reports it (the
-    median of timed passes over the whole corpus after a warm-up). Without a bench command, the
-    time of `stancer embed` on the corpus repeated, less that of a run on one paragraph (load, CUDA
-    start-up, PTX), which can only set the default 128 rows."""
-    if bench:
-        report = work / f"bench-{dtype}-{rows}.json"
-        run_stancer(
-            binary,
-            ["bench", corpus, "--model", model, "--device", device, "--dtype", dtype, "--batch-rows", rows,
-             "--batch-tokens", BATCH_TOKENS, "--passes", passes, "--json", report, "-q"],
-            timeout,
-        )
-        data = json.loads(report.read_text())
-        return {"paragraphs_per_second": data["paragraphs_per_second"], "method": "stancer bench (median pass)",
-                "padding_ratio": data.get("padding_ratio"), "batches": data.get("batches")}
-    if rows != 128:
-        return {"paragraphs_per_second": None, "method": "n/a: this binary has no `stancer bench` to set the rows"}
-    lines = corpus.read_text().splitlines()
-    repeated, single = work / "repeated.jsonl", work / "single.jsonl"
-    copies = max(1, passes)
-    repeated.write_text("".join(json.dumps({**json.loads(l), "id": f"{c}-{json.loads(l)['id']}"}) + "\n" for c in range(copies) for l in lines))
-    single.write_text(lines[0] + "\n")
-    common = ["--model", model, "--device", device, "--dtype", dtype, "--batch-tokens", BATCH_TOKENS, "-q"]
-    run_stancer(binary, ["embed", single, *common, "-o", work / "single.out"], timeout)  # warm the PTX cache
-    base = min(run_stancer(binary, ["embed", single, *common, "-o", work / "single.out"], timeout).seconds for _ in range(2))
-    full = run_stancer(binary, ["embed", repeated, *common, "-o", work / "repeated.out"], timeout).seconds
-    return {"paragraphs_per_second": (copies * paragraphs - 1) / max(full - base, 1e-9),
-            "method": "stancer embed wall time less a one-paragraph run (chunks of 1024 paragraphs)"}
+    median of timed passes over the whole corpus after a warm-up)."""
+    report = work / f"bench-{dtype}-{rows}.json"
+    run_stancer(
+        binary,
+        ["bench", corpus, "--model", model, "--device", device, "--dtype", dtype, "--batch-rows", rows,
+         "--batch-tokens", BATCH_TOKENS, "--passes", passes, "--json", report, "-q"],
+        timeout,
+    )
+    data = json.loads(report.read_text())
+    return {"paragraphs_per_second": data["paragraphs_per_second"], "method": "stancer bench (median pass)"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,9 +444,7 @@ def check(args, dtypes, batch_sizes, work, results, started) -> int:
     results.set("spread", float(neighbours.mean()))
     results.add("parity", parity_row("stancer cpu f32 vs PyTorch f32", reference_cpu, reference_torch[:cpu_count], GATES["f32"]))
 
-    bench = has_bench(binary)
-    notes = [] if bench else ["this stancer has no `bench` command: its throughput is timed with `embed` (batch 128 only)"]
-    results.set("notes", notes)
+    results.set("notes", [])
     for dtype in dtypes:
         vectors = stancer_vectors(binary, model, corpus, args.device, dtype, work / f"stancer-{dtype}.jsonl", ids, args.timeout)
         label = f"stancer {args.device} {dtype}"
@@ -485,7 +460,7 @@ def check(args, dtypes, batch_sizes, work, results, started) -> int:
     for dtype in dtypes:
         for rows_per_batch in batch_sizes:
             ours = stancer_throughput(binary, model, corpus, work, args.device, dtype, rows_per_batch, args.passes,
-                                      len(rows), args.timeout, bench)
+                                      args.timeout)
             theirs = torch_throughput(torch_models[dtype], texts, ids, tokenizer, args.device, rows_per_batch, args.passes)
             results.add("throughput", {"dtype": dtype, "batch": rows_per_batch, "stancer": ours["paragraphs_per_second"],
                                        "method": ours["method"], "torch_model": theirs["model"],

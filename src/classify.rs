@@ -71,10 +71,6 @@ impl Classifier {
         self.heads.theme.as_ref().map(|h| h.labels())
     }
 
-    pub fn heads(&self) -> &Heads {
-        &self.heads
-    }
-
     /// Classifies paragraphs, in input order.
     pub fn classify(&mut self, paragraphs: &[Paragraph]) -> Result<Vec<Classified>> {
         let texts: Vec<&str> = paragraphs.iter().map(|p| p.text.as_str()).collect();

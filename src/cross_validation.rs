@@ -56,11 +56,7 @@ pub fn assign_folds(
     let mut groups: Vec<String> = keys.clone();
     groups.sort();
     groups.dedup();
-    let mut random = SplitMix64::new(seed);
-    for i in (1..groups.len()).rev() {
-        let j = random.below(i + 1);
-        groups.swap(i, j);
-    }
+    SplitMix64::new(seed).shuffle(&mut groups);
     let fold_of_group: std::collections::HashMap<&str, usize> = groups
         .iter()
         .enumerate()

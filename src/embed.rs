@@ -200,11 +200,12 @@ impl Embedder {
         }
         stats.paragraphs += texts.len();
         stats.sequences += sequences.len();
-        stats.real_tokens += lengths.iter().sum::<usize>();
+        let real_tokens = lengths.iter().sum::<usize>();
+        stats.real_tokens += real_tokens;
         stats.padded_tokens += if self.encoder.is_padded() {
             batch::padded_tokens(&lengths, &plan)
         } else {
-            lengths.iter().sum::<usize>()
+            real_tokens
         };
 
         // Pool windows: a mean weighted by each window's length, then normalise. A paragraph of

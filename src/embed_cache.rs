@@ -33,8 +33,8 @@ struct Entry {
 pub struct EmbeddingCache {
     path: PathBuf,
     dimension: usize,
-    entries: HashMap<[u8; 32], Entry>,
     /// Records read from disk, and added by this process.
+    entries: HashMap<[u8; 32], Entry>,
     pub hits: usize,
     pub misses: usize,
 }
@@ -45,7 +45,7 @@ impl EmbeddingCache {
     pub fn open(key: &str, dimension: usize) -> Result<Self> {
         let folder = cache_folder();
         std::fs::create_dir_all(&folder).map_err(|e| Error::write(&folder, e))?;
-        let name = hex(&Sha256::digest(key.as_bytes()))[..32].to_string();
+        let name = crate::model::fetch::sha256_bytes(key.as_bytes())[..32].to_string();
         Self::open_file(&folder.join(format!("{name}.emb")), dimension)
     }
 
@@ -228,10 +228,6 @@ pub fn usage() -> (usize, u64) {
         }
     }
     (files, bytes)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

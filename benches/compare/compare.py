@@ -167,8 +167,9 @@ def prepare(rows: int) -> dict:
                     break
                 if not line.strip():
                     continue
-                text, token_ids = _cut(tokenizer, json.loads(line)["text"])
-                cut += text != json.loads(line)["text"]
+                original = json.loads(line)["text"]
+                text, token_ids = _cut(tokenizer, original)
+                cut += text != original
                 texts.append(text)
                 ids.append(token_ids)
         order = sorted(range(len(texts)), key=lambda i: (-len(ids[i]), i))

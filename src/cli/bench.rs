@@ -179,8 +179,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     );
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, text + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        super::output::write_file(Some(path), &(text + "\n"))?;
     }
     print!("{}", report.render());
     Ok(ExitCode::SUCCESS)

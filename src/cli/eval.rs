@@ -13,7 +13,6 @@ use stancer::head::linear::TrainOptions;
 use stancer::head::trained::EncoderRecord;
 use stancer::schema::Schema;
 
-use super::output::Output;
 use super::setup::{embed_cached, load_embedder, load_heads, notice};
 use super::ModelArgs;
 
@@ -111,8 +110,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
             stance_seen_targets: split.as_ref().and_then(|s| s.seen.as_ref()),
             stance_unseen_targets: split.as_ref().and_then(|s| s.unseen.as_ref()),
         };
-        write_file(args.json.as_deref(), &serde_json::to_string_pretty(&full)?)?;
-        write_file(args.html.as_deref(), &eval::render_html(&report))?;
+        super::output::write_file(args.json.as_deref(), &serde_json::to_string_pretty(&full)?)?;
+        super::output::write_file(args.html.as_deref(), &eval::render_html(&report))?;
         return Ok(gate(&[&report], args.min_macro_f1));
     }
 
@@ -164,11 +163,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     }
     let comparison = eval::compare(&configurations, &labels, &bootstrap)?;
     print!("{}", eval::render_comparison_text(&comparison));
-    write_file(
+    super::output::write_file(
         args.json.as_deref(),
         &serde_json::to_string_pretty(&comparison)?,
     )?;
-    write_file(
+    super::output::write_file(
         args.html.as_deref(),
         &eval::render_comparison_html(&comparison),
     )?;
@@ -394,13 +393,4 @@ fn gate(reports: &[&EvalReport], bar: Option<f64>) -> ExitCode {
         eprintln!("stancer: below --min-macro-f1 {bar}: {}", failed.join("; "));
         ExitCode::from(1)
     }
-}
-
-fn write_file(path: Option<&Path>, contents: &str) -> anyhow::Result<()> {
-    if let Some(path) = path {
-        let mut output = Output::open(Some(path))?;
-        std::io::Write::write_all(&mut output, contents.as_bytes())?;
-        output.finish()?;
-    }
-    Ok(())
 }

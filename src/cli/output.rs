@@ -72,3 +72,13 @@ impl Write for Output {
         }
     }
 }
+
+/// Writes `contents` to `path` atomically (nothing, or the whole file), if a path is given.
+pub fn write_file(path: Option<&Path>, contents: &str) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        let mut output = Output::open(Some(path))?;
+        output.write_all(contents.as_bytes())?;
+        output.finish()?;
+    }
+    Ok(())
+}

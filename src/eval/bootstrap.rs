@@ -111,6 +111,14 @@ impl SplitMix64 {
         assert!(bound > 0, "cannot pick from nothing; this is a bug");
         ((u128::from(self.next_u64()) * bound as u128) >> 64) as usize
     }
+
+    /// Shuffles `items` in place (Fisher-Yates, last position first).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i + 1);
+            items.swap(i, j);
+        }
+    }
 }
 
 /// Groups row indices by paragraph id, in first-seen order: each group is one resampling unit.

@@ -135,11 +135,7 @@ pub fn stratified_split(
     let mut held_out = Vec::new();
     for class in 0..classes {
         let mut rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
-        // Fisher-Yates with the seeded generator.
-        for i in (1..rows.len()).rev() {
-            let j = random.below(i + 1);
-            rows.swap(i, j);
-        }
+        random.shuffle(&mut rows);
         let take = if rows.len() >= 2 {
             ((rows.len() as f64 * fraction).round() as usize).clamp(1, rows.len() - 1)
         } else {

@@ -224,13 +224,6 @@ impl ThemeHead for TrainedTheme {
 
 pub struct TrainedStance(pub TrainedHead);
 
-impl TrainedStance {
-    /// Whether a target (id or free text) was among the training targets.
-    pub fn saw(&self, target: &str) -> bool {
-        self.0.manifest.training.targets.iter().any(|t| t == target)
-    }
-}
-
 impl StanceHead for TrainedStance {
     fn prepare(&self, embedder: &Embedder, target: &Target) -> Result<PreparedTarget> {
         let vector = embedder

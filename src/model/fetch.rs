@@ -40,15 +40,18 @@ pub struct ResolvedModel {
     pub matmul: super::Matmul,
     /// The weights' sha256 where known without hashing (manifests); heads record it.
     pub weights_sha256: Option<String>,
+    /// The weights' sha256 once computed from the file (folders), so it is hashed once.
+    pub computed_sha256: std::sync::OnceLock<String>,
 }
 
 impl ResolvedModel {
-    /// The weights' sha256: from the manifest, or computed from the file.
+    /// The weights' sha256: from the manifest, or computed from the file (once).
     pub fn weights_checksum(&self) -> Result<String> {
-        match &self.weights_sha256 {
-            Some(sum) => Ok(sum.clone()),
-            None => sha256_file(&self.files.weights),
+        if let Some(sum) = self.weights_sha256.as_ref().or(self.computed_sha256.get()) {
+            return Ok(sum.clone());
         }
+        let sum = sha256_file(&self.files.weights)?;
+        Ok(self.computed_sha256.get_or_init(|| sum).clone())
     }
 }
 
@@ -111,6 +114,7 @@ impl ModelSpec {
                         .iter()
                         .find(|f| f.name == "model.safetensors")
                         .map(|f| f.sha256.clone()),
+                    computed_sha256: Default::default(),
                 })
             }
         }
@@ -167,6 +171,7 @@ fn resolve_folder(folder: &Path) -> Result<ResolvedModel> {
         dtype: None,
         matmul: super::Matmul::F32,
         weights_sha256: None,
+        computed_sha256: Default::default(),
     })
 }
 

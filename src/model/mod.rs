@@ -123,8 +123,6 @@ enum Model {
 /// A BERT as an [`Encoder`]: the packed CPU forward where it applies, candle's tensors elsewhere.
 pub struct BertEncoder {
     model: Model,
-    device: Device,
-    dtype: DType,
     matmul: Matmul,
 }
 
@@ -196,12 +194,7 @@ impl BertEncoder {
         } else {
             Model::Candle(bert::Bert::load(vb, &config, pooling).map_err(load_error)?)
         };
-        Ok(Self {
-            model,
-            device: device.clone(),
-            dtype,
-            matmul,
-        })
+        Ok(Self { model, matmul })
     }
 }
 
@@ -277,6 +270,10 @@ impl Encoder for BertEncoder {
     }
 
     fn device_label(&self) -> String {
+        let (device, dtype) = match &self.model {
+            Model::Candle(model) => (model.device(), model.dtype()),
+            Model::Packed(_) => (&Device::Cpu, DType::F32),
+        };
         let engine = match (&self.model, self.matmul) {
             (Model::Candle(_), _) => String::new(),
             (Model::Packed(_), Matmul::F32) => ", packed".into(),
@@ -290,8 +287,8 @@ impl Encoder for BertEncoder {
         };
         format!(
             "{} {}{engine}",
-            device_name(&self.device),
-            crate::device::dtype_name(self.dtype)
+            device_name(device),
+            crate::device::dtype_name(dtype)
         )
     }
 

@@ -2,11 +2,7 @@
 
 use std::path::Path;
 
-use crate::common::{stancer, tiny_model_folder};
-
-fn tiny() -> &'static str {
-    tiny_model_folder().to_str().unwrap()
-}
+use crate::common::{stancer, tiny};
 
 fn classify(args: &[&str]) -> std::process::Output {
     stancer()

@@ -17,6 +17,11 @@ pub fn tiny_model_folder() -> &'static Path {
     })
 }
 
+/// The tiny model's folder as a `--model` argument.
+pub fn tiny() -> &'static str {
+    tiny_model_folder().to_str().unwrap()
+}
+
 pub fn tiny_resolved() -> ResolvedModel {
     let folder = tiny_model_folder().to_str().unwrap().to_string();
     ModelSpec::parse(Some(&folder))

@@ -375,7 +375,7 @@ fn tiny_model_reduced_precision_products_are_close_to_f32() {
 
 fn tiny_model_products_are_close_to_f32(matmul: stancer::model::Matmul) {
     let f32_model = crate::common::tiny_resolved();
-    let int8_model = stancer::model::fetch::ResolvedModel {
+    let reduced = stancer::model::fetch::ResolvedModel {
         matmul,
         ..f32_model.clone()
     };
@@ -383,7 +383,7 @@ fn tiny_model_products_are_close_to_f32(matmul: stancer::model::Matmul) {
         stancer::embed::Embedder::load(model, &candle_core::Device::Cpu, candle_core::DType::F32)
             .unwrap()
     };
-    let (exact, quantised) = (load(&f32_model), load(&int8_model));
+    let (exact, quantised) = (load(&f32_model), load(&reduced));
     let texts = [
         "peace",
         "the alignment of china and russia is strong and durable and will not end",

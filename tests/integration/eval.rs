@@ -2,11 +2,7 @@
 
 use std::path::Path;
 
-use crate::common::{stancer, tiny_model_folder};
-
-fn tiny() -> &'static str {
-    tiny_model_folder().to_str().unwrap()
-}
+use crate::common::{stancer, tiny};
 
 fn write_gold(dir: &Path) -> String {
     let gold = dir.join("gold.jsonl");

@@ -2,11 +2,7 @@
 
 use std::path::Path;
 
-use crate::common::{stancer, tiny_model_folder};
-
-fn tiny() -> &'static str {
-    tiny_model_folder().to_str().unwrap()
-}
+use crate::common::{stancer, tiny};
 
 /// Two themes and stances the tiny vocabulary can tell apart.
 fn write_data(dir: &Path) -> String {

@@ -28,7 +28,7 @@ pub(super) struct Head {
 /// # Safety
 /// The pointers must cover `length` rows of `size` values at their strides, and no other thread
 /// may touch the output block meanwhile.
-pub(super) unsafe fn run(head: Head, scratch: &mut Vec<f32>) {
+pub(super) unsafe fn run(head: Head, scores: &mut [f32]) {
     let Head {
         length,
         size,
@@ -40,8 +40,7 @@ pub(super) unsafe fn run(head: Head, scratch: &mut Vec<f32>) {
         out_stride,
         scale,
     } = head;
-    scratch.resize(length * length, 0.0);
-    let scores = &mut scratch[..length * length];
+    debug_assert_eq!(scores.len(), length * length);
     profile::time(Stage::Scores, || {
         matmul(
             length,

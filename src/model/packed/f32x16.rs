@@ -34,18 +34,17 @@ impl Weights {
         }
     }
 
-    /// `out (rows x outputs) += x (rows x inputs) · W^T`, single-threaded, or `None` when this
-    /// CPU lacks AVX-512F (the caller then uses gemm).
-    pub fn forward_add(&self, x: &[f32], rows: usize, out: &mut [f32]) -> Option<()> {
+    /// `out (rows x outputs) += x (rows x inputs) · W^T`, single-threaded. Only built where
+    /// [`available`] (the caller uses gemm elsewhere).
+    pub fn forward_add(&self, x: &[f32], rows: usize, out: &mut [f32]) {
         assert!(x.len() >= rows * self.inputs && out.len() >= rows * self.outputs);
+        assert!(available(), "the packed f32 kernel needs AVX-512F");
+        // SAFETY: the CPU has AVX-512F (asserted); x holds rows x inputs values, the packed
+        // weights panels x inputs x 16, out rows x outputs.
         #[cfg(target_arch = "x86_64")]
-        if available() {
-            // SAFETY: the CPU has AVX-512F (checked); x holds rows x inputs values, the packed
-            // weights panels x inputs x 16, out rows x outputs.
-            unsafe { self.forward_avx512(x, rows, out) };
-            return Some(());
-        }
-        None
+        unsafe {
+            self.forward_avx512(x, rows, out)
+        };
     }
 
     /// Every tile of the product (the target feature is here too, so that the walk and the tiles
@@ -129,9 +128,7 @@ mod tests {
         for (rows, inputs, outputs) in TEST_SHAPES {
             let (x, w, bias) = test_case(rows, inputs, outputs);
             let mut out = bias.clone();
-            Weights::pack(&w, inputs, outputs)
-                .forward_add(&x, rows, &mut out)
-                .unwrap();
+            Weights::pack(&w, inputs, outputs).forward_add(&x, rows, &mut out);
             let exact = reference(&x, &w, &bias, rows, inputs);
             for (i, (&got, &want)) in out.iter().zip(&exact).enumerate() {
                 let tolerance = 1e-6 * (inputs as f64).sqrt() * (1.0 + want.abs());

@@ -135,10 +135,8 @@ impl Linear {
                 return;
             }
             Product::F32Packed(weights) => {
-                if weights.forward_add(x, rows, out).is_some() {
-                    return;
-                }
-                unreachable!("the packed f32 kernel is only built where the CPU runs it")
+                weights.forward_add(x, rows, out);
+                return;
             }
             Product::Bf16(weights) => {
                 BF16_SCRATCH.with(|cell| {
@@ -275,7 +273,7 @@ impl Embeddings {
         {
             *o = w + p + t;
         }
-        kernels::layer_norm(out, &self.norm.weight, &self.norm.bias, self.norm.eps);
+        self.norm.forward(out);
     }
 }
 
@@ -529,8 +527,9 @@ impl PackedBert {
             .flat_map(|range| (0..self.heads).map(move |head| (range[0], range[1], head)))
             .collect();
         tasks.par_iter().for_each(|&(start, end, head)| {
+            let length = end - start;
             let operands = attention::Head {
-                length: end - start,
+                length,
                 size: head_size,
                 query: qkv[start * stride + head * head_size..].as_ptr(),
                 key: qkv[start * stride + hidden + head * head_size..].as_ptr(),
@@ -542,11 +541,11 @@ impl PackedBert {
                 out_stride: hidden,
                 scale,
             };
-            SCRATCH.with(|cell| {
-                // SAFETY: query, key and value rows lie inside `qkv` (length rows of stride
-                // 3 x hidden from `start`); the output block (rows start..end, this head's
-                // columns) belongs to this task alone.
-                unsafe { attention::run(operands, &mut cell.borrow_mut()) }
+            // SAFETY: query, key and value rows lie inside `qkv` (length rows of stride
+            // 3 x hidden from `start`); the output block (rows start..end, this head's columns)
+            // belongs to this task alone; the scratch holds exactly length x length scores.
+            with_scratch(length * length, |scores| unsafe {
+                attention::run(operands, scores)
             });
         });
     }
