@@ -97,13 +97,20 @@ impl Classifier {
             }
             None => vec![None; paragraphs.len()],
         };
+        let texts: Vec<&str> = paragraphs.iter().map(|p| p.text.as_str()).collect();
         let mut stances: Vec<Vec<(String, StanceDecision)>> = vec![Vec::new(); paragraphs.len()];
         for target in &self.targets {
-            let scores = self.heads.stance.predict(&vectors, target)?;
+            let scores = self
+                .heads
+                .stance
+                .predict_paragraphs(&vectors, &texts, target)?;
             for (row, s) in stances.iter_mut().zip(scores) {
                 row.push((target.id.clone(), StanceDecision::from_probabilities(s)));
             }
         }
+        // A paragraph's own target: rows that share one are scored together, in one call per
+        // distinct target, prepared once per run.
+        let mut by_target: Vec<(String, Vec<usize>)> = Vec::new();
         for (i, paragraph) in paragraphs.iter().enumerate() {
             let Some(text) = &paragraph.target else {
                 continue;
@@ -111,16 +118,29 @@ impl Classifier {
             if self.targets.iter().any(|t| t.id == *text) {
                 continue;
             }
-            if !self.row_targets.contains_key(text) {
+            match by_target.iter_mut().find(|(t, _)| t == text) {
+                Some((_, rows)) => rows.push(i),
+                None => by_target.push((text.clone(), vec![i])),
+            }
+        }
+        for (text, rows) in by_target {
+            if !self.row_targets.contains_key(&text) {
                 let prepared = self
                     .heads
                     .stance
-                    .prepare(&self.embedder, &Target::free(text))?;
+                    .prepare(&self.embedder, &Target::free(&text))?;
                 self.row_targets.insert(text.clone(), prepared);
             }
-            let target = &self.row_targets[text];
-            let scores = self.heads.stance.predict(&vectors[i..=i], target)?;
-            stances[i].push((text.clone(), StanceDecision::from_probabilities(scores[0])));
+            let target = &self.row_targets[&text];
+            let row_vectors: Vec<&[f32]> = rows.iter().map(|&i| vectors[i]).collect();
+            let row_texts: Vec<&str> = rows.iter().map(|&i| texts[i]).collect();
+            let scores = self
+                .heads
+                .stance
+                .predict_paragraphs(&row_vectors, &row_texts, target)?;
+            for (&i, s) in rows.iter().zip(scores) {
+                stances[i].push((text.clone(), StanceDecision::from_probabilities(s)));
+            }
         }
         Ok(embeddings
             .into_iter()

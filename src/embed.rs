@@ -192,7 +192,9 @@ impl Embedder {
         for batch in &plan {
             let inputs: Vec<&[u32]> = batch.iter().map(|&i| sequences[i]).collect();
             let started = Instant::now();
-            let outputs = self.encoder.embed(&inputs)?;
+            let outputs = self
+                .encoder
+                .embed(&crate::model::Batch::from_ids(&inputs))?;
             stats.batch_seconds.push(started.elapsed().as_secs_f64());
             for (&i, vector) in batch.iter().zip(outputs) {
                 vectors[i] = vector;

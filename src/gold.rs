@@ -218,20 +218,48 @@ pub fn predict(
             });
         }
     }
-    let mut stances = Vec::new();
-    for (row, vector) in rows.iter().zip(vectors) {
-        for (target, gold) in &row.stances {
-            let prepared = targets.get(target, stance, embedder)?;
-            let scores = stance.predict(&[vector], prepared)?;
-            stances.push(StanceOutcome {
+    // Every (row, target) pair with a gold stance, scored in one call per distinct target and
+    // reported in row order.
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    let mut by_target: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        for (k, (target, _)) in row.stances.iter().enumerate() {
+            let slot = pairs.len();
+            pairs.push((i, k));
+            match by_target.iter_mut().find(|(t, _)| t == target) {
+                Some((_, slots)) => slots.push(slot),
+                None => by_target.push((target.as_str(), vec![slot])),
+            }
+        }
+    }
+    let mut predicted: Vec<Option<Stance>> = vec![None; pairs.len()];
+    for (target, slots) in by_target {
+        let prepared = targets.get(target, stance, embedder)?;
+        let slot_vectors: Vec<&[f32]> = slots.iter().map(|&s| vectors[pairs[s].0]).collect();
+        let slot_texts: Vec<&str> = slots
+            .iter()
+            .map(|&s| rows[pairs[s].0].text.as_str())
+            .collect();
+        let scores = stance.predict_paragraphs(&slot_vectors, &slot_texts, prepared)?;
+        for (&slot, scores) in slots.iter().zip(scores) {
+            predicted[slot] = Some(StanceDecision::from_probabilities(scores).label);
+        }
+    }
+    let stances = pairs
+        .iter()
+        .zip(predicted)
+        .map(|(&(i, k), predicted)| {
+            let row = &rows[i];
+            let (target, gold) = &row.stances[k];
+            StanceOutcome {
                 id: row.id.clone(),
                 text: row.text.clone(),
                 target: target.clone(),
                 gold: *gold,
-                predicted: StanceDecision::from_probabilities(scores[0]).label,
-            });
-        }
-    }
+                predicted: predicted.expect("this is a bug: a pair was not scored"),
+            }
+        })
+        .collect();
     Ok((themes, stances))
 }
 

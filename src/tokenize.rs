@@ -11,6 +11,9 @@ use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
 
+/// The fewest paragraph tokens a pair window may hold beside its target.
+const MIN_PAIR_BODY: usize = 16;
+
 /// A paragraph's tokens and the windows the model will see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tokenized {
@@ -22,6 +25,8 @@ pub struct Tokenized {
 
 pub struct TextTokenizer {
     inner: Tokenizer,
+    /// The layout of a pair, for tokenizers that encode pairs (None for those that do not).
+    pair: Option<PairTemplate>,
     /// Special tokens the tokenizer puts before and after the content ([CLS] and [SEP] for BERT).
     prefix: Vec<u32>,
     suffix: Vec<u32>,
@@ -60,7 +65,9 @@ impl TextTokenizer {
                 ))
             })?;
         debug_assert!(budget > 0);
+        let pair = PairTemplate::probe(&inner).ok();
         Ok(Self {
+            pair,
             prefix: ids[..leading].to_vec(),
             suffix: ids[ids.len() - trailing..].to_vec(),
             inner,
@@ -84,6 +91,91 @@ impl TextTokenizer {
             .iter()
             .map(|encoding| self.windows(encoding.get_ids()))
             .collect())
+    }
+
+    /// Whether this tokenizer encodes text pairs (cross-encoders need it).
+    pub fn encodes_pairs(&self) -> bool {
+        self.pair.is_some()
+    }
+
+    /// Content token ids (no special tokens) of each text, in parallel.
+    fn content_ids(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
+        let encodings = self
+            .inner
+            .encode_batch(texts.to_vec(), false)
+            .map_err(|e| Error::Tokenize {
+                message: e.to_string(),
+            })?;
+        Ok(encodings.iter().map(|e| e.get_ids().to_vec()).collect())
+    }
+
+    fn pair_template(&self) -> Result<&PairTemplate> {
+        self.pair.as_ref().ok_or_else(|| Error::Tokenize {
+            message: "this model's tokenizer does not encode text pairs, so it cannot score a \
+                      (target, paragraph) pair"
+                .into(),
+        })
+    }
+
+    /// How many paragraph tokens fit beside a target of `first` tokens, or an error that names
+    /// the target when it leaves too little room.
+    fn pair_body(&self, template: &PairTemplate, first: &[u32], target: &str) -> Result<usize> {
+        let body = self
+            .max_tokens
+            .checked_sub(template.specials() + first.len())
+            .filter(|&body| body >= MIN_PAIR_BODY);
+        body.ok_or_else(|| Error::Tokenize {
+            message: format!(
+                "the target \"{target}\" has {} tokens, which leaves fewer than {MIN_PAIR_BODY} of \
+                 the model's {} for the paragraph; shorten the target",
+                first.len(),
+                self.max_tokens
+            ),
+        })
+    }
+
+    /// Pairs one target (never cut) with each paragraph; a paragraph too long for one sequence is
+    /// split into windows that overlap by a quarter, each paired with the whole target.
+    pub fn tokenize_pairs(&self, target: &str, paragraphs: &[&str]) -> Result<Vec<PairTokenized>> {
+        let template = self.pair_template()?;
+        let first = self
+            .content_ids(&[target])?
+            .pop()
+            .expect("this is a bug: one encoding per text");
+        let body = self.pair_body(template, &first, target)?;
+        Ok(self
+            .content_ids(paragraphs)?
+            .iter()
+            .map(|second| PairTokenized {
+                tokens: template.specials() + first.len() + second.len(),
+                windows: window_starts(second.len(), body)
+                    .into_iter()
+                    .map(|start| {
+                        let end = (start + body).min(second.len());
+                        template.assemble(&first, &second[start..end])
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// Pairs each (target, paragraph) in one sequence, cutting the paragraph's end where the
+    /// pair would pass the limit (for training, where one sequence per row is the unit).
+    pub fn tokenize_pairs_truncated(&self, pairs: &[(&str, &str)]) -> Result<Vec<Sequence>> {
+        let template = self.pair_template()?;
+        let targets: Vec<&str> = pairs.iter().map(|p| p.0).collect();
+        let paragraphs: Vec<&str> = pairs.iter().map(|p| p.1).collect();
+        let firsts = self.content_ids(&targets)?;
+        let seconds = self.content_ids(&paragraphs)?;
+        firsts
+            .iter()
+            .zip(&seconds)
+            .zip(&targets)
+            .map(|((first, second), target)| {
+                let body = self.pair_body(template, first, target)?;
+                Ok(template.assemble(first, &second[..second.len().min(body)]))
+            })
+            .collect()
     }
 
     /// Splits a complete sequence (special tokens included) into windows.
@@ -110,6 +202,111 @@ impl TextTokenizer {
 
     fn body(&self) -> usize {
         self.max_tokens - self.prefix.len() - self.suffix.len()
+    }
+}
+
+/// A complete sequence for the model: token ids and, for each, its segment (token type) id.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Sequence {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+}
+
+impl Sequence {
+    /// A single-text sequence: every token in segment 0.
+    pub fn single(ids: Vec<u32>) -> Self {
+        let type_ids = vec![0; ids.len()];
+        Self { ids, type_ids }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// A (target, paragraph) pair's windows: the paragraph may be split, the target never is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairTokenized {
+    /// Length of the whole pair as one sequence, special tokens included.
+    pub tokens: usize,
+    /// Complete sequences, each the whole target with one window of the paragraph.
+    pub windows: Vec<Sequence>,
+}
+
+/// Where the tokenizer puts its special tokens around and between the two texts of a pair, and
+/// which segment each part belongs to (`[CLS] a [SEP] b [SEP]` with types 0..0 1..1 for BERT).
+#[derive(Debug, Clone)]
+struct PairTemplate {
+    leading: Vec<(u32, u32)>,
+    middle: Vec<(u32, u32)>,
+    trailing: Vec<(u32, u32)>,
+    first_type: u32,
+    second_type: u32,
+}
+
+impl PairTemplate {
+    fn specials(&self) -> usize {
+        self.leading.len() + self.middle.len() + self.trailing.len()
+    }
+
+    /// Reads the layout off the encoding of a probe pair.
+    fn probe(tokenizer: &Tokenizer) -> std::result::Result<Self, String> {
+        let encoding = tokenizer
+            .encode(("a", "b"), true)
+            .map_err(|e| format!("cannot encode a probe pair: {e}"))?;
+        let ids = encoding.get_ids();
+        let types = encoding.get_type_ids();
+        let special = encoding.get_special_tokens_mask();
+        let content: Vec<usize> = (0..ids.len()).filter(|&i| special[i] == 0).collect();
+        let (&first, &last) = match (content.first(), content.last()) {
+            (Some(first), Some(last)) if first != last => (first, last),
+            _ => return Err("the tokenizer does not encode text pairs".into()),
+        };
+        // Content tokens of the first text run up to the first special token after `first`.
+        let first_end = (first..ids.len())
+            .find(|&i| special[i] == 1)
+            .ok_or("the tokenizer puts no separator between the two texts of a pair")?;
+        let second_start = (first_end..ids.len())
+            .find(|&i| special[i] == 0)
+            .ok_or("the tokenizer drops the second text of a pair")?;
+        let part = |range: std::ops::Range<usize>| -> Vec<(u32, u32)> {
+            range.map(|i| (ids[i], types[i])).collect()
+        };
+        Ok(Self {
+            leading: part(0..first),
+            middle: part(first_end..second_start),
+            trailing: part(last + 1..ids.len()),
+            first_type: types[first],
+            second_type: types[last],
+        })
+    }
+
+    fn assemble(&self, first: &[u32], second: &[u32]) -> Sequence {
+        let mut sequence = Sequence::default();
+        let mut push = |id: u32, type_id: u32| {
+            sequence.ids.push(id);
+            sequence.type_ids.push(type_id);
+        };
+        for &(id, t) in &self.leading {
+            push(id, t);
+        }
+        for &id in first {
+            push(id, self.first_type);
+        }
+        for &(id, t) in &self.middle {
+            push(id, t);
+        }
+        for &id in second {
+            push(id, self.second_type);
+        }
+        for &(id, t) in &self.trailing {
+            push(id, t);
+        }
+        sequence
     }
 }
 

@@ -4,6 +4,7 @@
 //! favor, against and none toward a prepared target. The zero-shot heads here need nothing but
 //! the encoder and the schema; trained heads plug in through the same traits.
 
+pub mod cross_encoder;
 pub mod linear;
 pub mod trained;
 pub mod zero_shot;
@@ -29,6 +30,18 @@ pub trait StanceHead: Send + Sync {
     fn prepare(&self, embedder: &Embedder, target: &Target) -> Result<PreparedTarget>;
     /// One [favor, against, none] triple per paragraph vector.
     fn predict(&self, paragraphs: &[&[f32]], target: &PreparedTarget) -> Result<Vec<[f32; 3]>>;
+    /// One [favor, against, none] triple per paragraph, from what the head needs of it: its
+    /// vector, or its text for a head that reads (target, paragraph) pairs with a model of its
+    /// own. Heads on vectors alone keep this default.
+    fn predict_paragraphs(
+        &self,
+        vectors: &[&[f32]],
+        texts: &[&str],
+        target: &PreparedTarget,
+    ) -> Result<Vec<[f32; 3]>> {
+        let _ = texts;
+        self.predict(vectors, target)
+    }
     fn describe(&self) -> String;
 }
 

@@ -14,7 +14,7 @@ use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
-use super::Pooling;
+use super::{Batch, Pooling};
 
 /// The subset of a Hugging Face `config.json` that a BERT encoder needs.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -94,39 +94,42 @@ fn linear(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<
 /// `embeddings.*`: word + position + token type, then LayerNorm.
 struct Embeddings {
     word: Embedding,
-    position: Tensor,
-    token_type_zero: Tensor,
+    position: Embedding,
+    token_type: Embedding,
     norm: LayerNorm,
 }
 
 impl Embeddings {
     fn load(vb: VarBuilder, cfg: &BertConfig) -> candle_core::Result<Self> {
         let word = candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("word_embeddings"))?;
-        let position = vb
-            .pp("position_embeddings")
-            .get((cfg.max_position_embeddings, cfg.hidden_size), "weight")?;
-        // Sentence encoders use one segment: every token type id is 0.
-        let token_type_zero = vb
-            .pp("token_type_embeddings")
-            .get((cfg.type_vocab_size, cfg.hidden_size), "weight")?
-            .i(0)?;
+        let position = candle_nn::embedding(
+            cfg.max_position_embeddings,
+            cfg.hidden_size,
+            vb.pp("position_embeddings"),
+        )?;
+        let token_type = candle_nn::embedding(
+            cfg.type_vocab_size,
+            cfg.hidden_size,
+            vb.pp("token_type_embeddings"),
+        )?;
         let norm = LayerNorm::load(vb.pp("LayerNorm"), cfg.hidden_size, cfg.layer_norm_eps)?;
         Ok(Self {
             word,
             position,
-            token_type_zero,
+            token_type,
             norm,
         })
     }
 
-    /// `ids` is (batch, length); returns (batch, length, hidden).
-    fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
-        let (_, length) = ids.dims2()?;
-        let words = self.word.forward(ids)?;
-        let position = self.position.narrow(0, 0, length)?;
-        let summed = words
-            .broadcast_add(&position)?
-            .broadcast_add(&self.token_type_zero)?;
+    /// `ids`, `type_ids` and `positions` are (batch, length); returns (batch, length, hidden).
+    fn forward(
+        &self,
+        ids: &Tensor,
+        type_ids: &Tensor,
+        positions: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        let summed = ((self.word.forward(ids)? + self.position.forward(positions)?)?
+            + self.token_type.forward(type_ids)?)?;
         self.norm.forward(&summed)
     }
 }
@@ -270,11 +273,46 @@ impl Bert {
         &self.device
     }
 
-    /// Runs the encoder on `ids` (batch, length) with `mask` (batch, length; 1 for real tokens,
-    /// 0 for padding) and returns the pooled vectors, (batch, hidden), in f32.
-    pub fn forward_pooled(&self, ids: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    /// Pads a packed batch to its longest sequence and returns one pooled vector per sequence.
+    pub fn forward_batch(&self, batch: &Batch) -> candle_core::Result<Vec<Vec<f32>>> {
+        let rows = batch.len();
+        let length = batch.longest();
+        let mut ids = vec![0u32; rows * length];
+        let mut type_ids = vec![0u32; rows * length];
+        let mut positions = vec![0u32; rows * length];
+        let mut mask = vec![0u32; rows * length];
+        for row in 0..rows {
+            let range = batch.range(row);
+            let start = row * length;
+            let end = start + range.len();
+            ids[start..end].copy_from_slice(&batch.ids[range.clone()]);
+            type_ids[start..end].copy_from_slice(&batch.type_ids[range.clone()]);
+            positions[start..end].copy_from_slice(&batch.positions[range]);
+            mask[start..end].fill(1);
+        }
+        let device = &self.device;
+        let tensor = |values: Vec<u32>| Tensor::from_vec(values, (rows, length), device);
+        self.forward_pooled(
+            &tensor(ids)?,
+            &tensor(type_ids)?,
+            &tensor(positions)?,
+            &tensor(mask)?,
+        )?
+        .to_vec2::<f32>()
+    }
+
+    /// Runs the encoder on `ids`, `type_ids` and `positions` (batch, length) with `mask` (batch,
+    /// length; 1 for real tokens, 0 for padding) and returns the pooled vectors, (batch, hidden),
+    /// in f32.
+    pub fn forward_pooled(
+        &self,
+        ids: &Tensor,
+        type_ids: &Tensor,
+        positions: &Tensor,
+        mask: &Tensor,
+    ) -> candle_core::Result<Tensor> {
         let additive = additive_mask(mask, self.dtype)?;
-        let mut hidden = self.embeddings.forward(ids)?;
+        let mut hidden = self.embeddings.forward(ids, type_ids, positions)?;
         for layer in &self.layers {
             hidden = layer.forward(&hidden, &additive)?;
         }

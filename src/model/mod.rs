@@ -4,6 +4,7 @@
 //! vector per sequence out. Tokenization, windowing and batching live outside it and never see a
 //! tensor; each engine owns its tensors completely.
 
+pub mod adapter;
 pub mod bert;
 pub mod fetch;
 pub mod manifest;
@@ -11,7 +12,7 @@ pub mod packed;
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -53,11 +54,148 @@ impl Matmul {
     }
 }
 
-/// The contract between the pipeline and a model.
-pub trait Encoder: Send + Sync {
+/// A batch of complete sequences, packed end to end: what every engine takes. Token ids, their
+/// segment (token type) ids and positions lie side by side; `offsets` (the cumulative sequence
+/// lengths, starting at 0) say where each sequence starts and ends. A pair is a sequence with two
+/// segments: the model never knows where the batch came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+    pub positions: Vec<u32>,
+    pub offsets: Vec<usize>,
+}
+
+impl Batch {
+    /// Packs sequences given as (ids, type ids); missing type ids are all 0. Positions count
+    /// from 0 in each sequence.
+    pub fn new<'a>(sequences: impl IntoIterator<Item = (&'a [u32], Option<&'a [u32]>)>) -> Self {
+        let mut batch = Batch {
+            offsets: vec![0],
+            ..Batch::default()
+        };
+        for (ids, type_ids) in sequences {
+            batch.ids.extend_from_slice(ids);
+            match type_ids {
+                Some(types) => {
+                    assert_eq!(
+                        types.len(),
+                        ids.len(),
+                        "this is a bug: one type id per token"
+                    );
+                    batch.type_ids.extend_from_slice(types);
+                }
+                None => batch.type_ids.extend(std::iter::repeat_n(0, ids.len())),
+            }
+            batch.positions.extend(0..ids.len() as u32);
+            batch.offsets.push(batch.ids.len());
+        }
+        batch
+    }
+
+    /// Single-segment sequences (sentence encoders).
+    pub fn from_ids(sequences: &[&[u32]]) -> Self {
+        Self::new(sequences.iter().map(|s| (*s, None)))
+    }
+
+    /// Sequences with their segments (pairs).
+    pub fn from_sequences(sequences: &[&crate::tokenize::Sequence]) -> Self {
+        Self::new(
+            sequences
+                .iter()
+                .map(|s| (s.ids.as_slice(), Some(s.type_ids.as_slice()))),
+        )
+    }
+
+    /// Number of sequences.
+    pub fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Token range of sequence `index`.
+    pub fn range(&self, index: usize) -> std::ops::Range<usize> {
+        self.offsets[index]..self.offsets[index + 1]
+    }
+
+    /// The longest sequence's length.
+    pub fn longest(&self) -> usize {
+        self.offsets
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// What a model can do with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offers {
+    /// Pooled vectors, one per sequence (sentence encoders).
+    pub embed: bool,
+    /// Class logits, one row per sequence (cross-encoders and sequence classifiers).
+    pub predict: bool,
+}
+
+/// How the logits of a paragraph's windows become the paragraph's logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowCombine {
+    /// The mean of the windows' logits, each weighted by its length in tokens.
+    MeanByLength,
+}
+
+impl WindowCombine {
+    /// Combines `(logits, window length)` of one paragraph's windows.
+    pub fn combine(self, windows: &[(Vec<f32>, usize)]) -> Vec<f32> {
+        match self {
+            WindowCombine::MeanByLength => {
+                if let [(only, _)] = windows {
+                    return only.clone();
+                }
+                let classes = windows.first().map_or(0, |w| w.0.len());
+                let mut sum = vec![0.0f64; classes];
+                let mut weight = 0usize;
+                for (logits, length) in windows {
+                    for (s, x) in sum.iter_mut().zip(logits) {
+                        *s += f64::from(*x) * *length as f64;
+                    }
+                    weight += length;
+                }
+                sum.iter()
+                    .map(|s| (s / weight.max(1) as f64) as f32)
+                    .collect()
+            }
+        }
+    }
+}
+
+/// The contract between the pipeline and a model, in the manner of text-embeddings-inference's
+/// `Backend`: a packed batch in, pooled vectors or class logits out. Tokenization, windowing and
+/// batching live outside it and never see a tensor; each engine owns its tensors completely.
+pub trait Model: Send + Sync {
+    /// What the model offers: vectors, logits, or both.
+    fn offers(&self) -> Offers;
     /// Pooled, not yet normalised vectors, one per sequence, in the order given. Each sequence is
-    /// complete: special tokens included, no longer than [`Encoder::max_positions`].
-    fn embed(&self, sequences: &[&[u32]]) -> Result<Vec<Vec<f32>>>;
+    /// complete: special tokens included, no longer than [`Model::max_positions`].
+    fn embed(&self, batch: &Batch) -> Result<Vec<Vec<f32>>>;
+    /// Class logits, one row per sequence, in the order of [`Model::labels`].
+    fn predict(&self, batch: &Batch) -> Result<Vec<Vec<f32>>> {
+        let _ = batch;
+        Err(Error::Usage {
+            message: "this model gives vectors only; it has no classification head".into(),
+        })
+    }
+    /// The class labels of `predict`'s logits (empty for a model that does not predict).
+    fn labels(&self) -> &[String] {
+        &[]
+    }
+    /// How the logits of a long paragraph's windows combine.
+    fn window_combine(&self) -> WindowCombine {
+        WindowCombine::MeanByLength
+    }
     /// Length of the vectors `embed` returns.
     fn dimension(&self) -> usize;
     /// The longest sequence the model accepts.
@@ -69,6 +207,9 @@ pub trait Encoder: Send + Sync {
         true
     }
 }
+
+/// The name the embedding pipeline knew the seam by.
+pub use Model as Encoder;
 
 /// The three files every BERT-family model needs, once found and verified.
 #[derive(Debug, Clone)]
@@ -115,15 +256,45 @@ impl std::str::FromStr for Engine {
     }
 }
 
-enum Model {
+enum Forward {
     Candle(bert::Bert),
     Packed(packed::PackedBert),
 }
 
-/// A BERT as an [`Encoder`]: the packed CPU forward where it applies, candle's tensors elsewhere.
+/// A linear classification head over pooled vectors: `logits = W · pooled + b`.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    /// (classes, hidden), row-major.
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub labels: Vec<String>,
+}
+
+impl Classifier {
+    fn logits(&self, pooled: &[f32]) -> Vec<f32> {
+        let hidden = pooled.len();
+        self.weight
+            .chunks_exact(hidden)
+            .zip(&self.bias)
+            .map(|(row, bias)| {
+                // f64 sums: the same bits whatever else is in the batch.
+                let dot: f64 = row
+                    .iter()
+                    .zip(pooled)
+                    .map(|(w, x)| f64::from(*w) * f64::from(*x))
+                    .sum();
+                (dot + f64::from(*bias)) as f32
+            })
+            .collect()
+    }
+}
+
+/// A BERT as a [`Model`]: the packed CPU forward where it applies, candle's tensors elsewhere;
+/// with a classifier over the pooled vector when the weights carry one (a cross-encoder).
 pub struct BertEncoder {
-    model: Model,
+    forward: Forward,
     matmul: Matmul,
+    classifier: Option<Classifier>,
 }
 
 impl BertEncoder {
@@ -145,6 +316,29 @@ impl BertEncoder {
         engine: Engine,
         matmul: Matmul,
     ) -> Result<Self> {
+        let options = LoadOptions {
+            pooling,
+            device: device.clone(),
+            dtype,
+            engine,
+            matmul,
+        };
+        Self::load_weights(files, None, &options)
+    }
+
+    /// Loads the base weights with an adapter merged into them (a fine-tuned cross-encoder).
+    pub fn load_weights(
+        files: &ModelFiles,
+        adapter: Option<&adapter::Adapter>,
+        options: &LoadOptions,
+    ) -> Result<Self> {
+        let LoadOptions {
+            pooling,
+            ref device,
+            dtype,
+            engine,
+            matmul,
+        } = *options;
         let packed_fits = device.is_cpu() && dtype == DType::F32;
         if matmul != Matmul::F32 && (!packed_fits || engine == Engine::Candle) {
             return Err(Error::Usage {
@@ -174,27 +368,73 @@ impl BertEncoder {
             }
         };
         let config = read_bert_config(&files.config)?;
-        // The file is validated (header, sizes) before any tensor is read, so a truncated or
-        // foreign file is an error here, not a crash later.
-        let vb = unsafe {
-            candle_nn::VarBuilder::from_mmaped_safetensors(&[&files.weights], dtype, device)
-        }
-        .map_err(|source| Error::LoadWeights {
-            path: files.weights.clone(),
-            source,
-        })?;
         let load_error = |source| Error::LoadWeights {
             path: files.weights.clone(),
             source,
         };
-        let model = if packed {
-            Model::Packed(
+        let (vb, classifier) = match adapter {
+            None => {
+                // The file is validated (header, sizes) before any tensor is read, so a
+                // truncated or foreign file is an error here, not a crash later.
+                let vb = unsafe {
+                    candle_nn::VarBuilder::from_mmaped_safetensors(&[&files.weights], dtype, device)
+                }
+                .map_err(load_error)?;
+                (vb, None)
+            }
+            Some(adapter) => {
+                let merged = adapter.merge_into(&files.weights, &config)?;
+                let classifier = adapter.classifier(config.hidden_size)?;
+                (
+                    candle_nn::VarBuilder::from_tensors(merged, dtype, device),
+                    Some(classifier),
+                )
+            }
+        };
+        let forward = if packed {
+            Forward::Packed(
                 packed::PackedBert::load(vb, &config, pooling, matmul).map_err(load_error)?,
             )
         } else {
-            Model::Candle(bert::Bert::load(vb, &config, pooling).map_err(load_error)?)
+            Forward::Candle(bert::Bert::load(vb, &config, pooling).map_err(load_error)?)
         };
-        Ok(Self { model, matmul })
+        Ok(Self {
+            forward,
+            matmul,
+            classifier,
+        })
+    }
+
+    fn pooled(&self, batch: &Batch) -> Result<Vec<Vec<f32>>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &self.forward {
+            Forward::Packed(model) => model.forward_pooled(batch).map_err(Error::encoder),
+            Forward::Candle(model) => model.forward_batch(batch).map_err(Error::encoder),
+        }
+    }
+}
+
+/// How to load a model: pooling, where it runs, in what precision, on which engine.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub pooling: Pooling,
+    pub device: Device,
+    pub dtype: DType,
+    pub engine: Engine,
+    pub matmul: Matmul,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            pooling: Pooling::Mean,
+            device: Device::Cpu,
+            dtype: DType::F32,
+            engine: Engine::Auto,
+            matmul: Matmul::F32,
+        }
     }
 }
 
@@ -206,84 +446,115 @@ fn device_name(device: &Device) -> &'static str {
     }
 }
 
+/// The architectures stancer can run, as config.json's `model_type` names them.
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert"];
+
+/// Reads a BERT config.json, refusing any other architecture by name: a RoBERTa or XLM-R
+/// checkpoint would load as BERT and silently give wrong vectors (its positions start after
+/// the padding index), so `model_type` and `architectures` are checked, never guessed.
 pub fn read_bert_config(path: &Path) -> Result<bert::BertConfig> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
-    let config: bert::BertConfig = serde_json::from_str(&text).map_err(|e| Error::ModelConfig {
+    let fail = |message: String| Error::ModelConfig {
         path: path.to_path_buf(),
-        message: format!("not a valid BERT config.json ({e})"),
-    })?;
+        message,
+    };
+    let raw: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| fail(format!("not valid JSON ({e})")))?;
+    let model_type = raw.get("model_type").and_then(|v| v.as_str());
+    let architectures: Vec<&str> = raw
+        .get("architectures")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    let unsupported = match model_type {
+        Some(name) if !SUPPORTED_MODEL_TYPES.contains(&name) => Some(name.to_string()),
+        Some(_) => None,
+        // Old checkpoints may lack model_type; then the architecture names decide.
+        None => architectures
+            .iter()
+            .find(|a| !a.starts_with("Bert"))
+            .map(|a| a.to_string()),
+    };
+    if let Some(name) = unsupported {
+        return Err(fail(format!(
+            "model type '{name}' is not supported (supported: {}); stancer will not run it as \
+             BERT, which would give wrong results",
+            SUPPORTED_MODEL_TYPES.join(", ")
+        )));
+    }
+    let config: bert::BertConfig = serde_json::from_value(raw)
+        .map_err(|e| fail(format!("not a valid BERT config.json ({e})")))?;
     if config.num_attention_heads == 0
         || !config
             .hidden_size
             .is_multiple_of(config.num_attention_heads)
     {
-        return Err(Error::ModelConfig {
-            path: path.to_path_buf(),
-            message: format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                config.hidden_size, config.num_attention_heads
-            ),
-        });
+        return Err(fail(format!(
+            "hidden_size {} is not a multiple of num_attention_heads {}",
+            config.hidden_size, config.num_attention_heads
+        )));
     }
     Ok(config)
 }
 
-impl Encoder for BertEncoder {
-    fn embed(&self, sequences: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
-        if sequences.is_empty() {
-            return Ok(Vec::new());
+impl Model for BertEncoder {
+    fn offers(&self) -> Offers {
+        Offers {
+            embed: true,
+            predict: self.classifier.is_some(),
         }
-        let model = match &self.model {
-            Model::Packed(model) => return model.forward_pooled(sequences).map_err(Error::encoder),
-            Model::Candle(model) => model,
+    }
+
+    fn embed(&self, batch: &Batch) -> Result<Vec<Vec<f32>>> {
+        self.pooled(batch)
+    }
+
+    fn predict(&self, batch: &Batch) -> Result<Vec<Vec<f32>>> {
+        let Some(classifier) = &self.classifier else {
+            return Err(Error::Usage {
+                message: "this model gives vectors only; it has no classification head".into(),
+            });
         };
-        let rows = sequences.len();
-        let length = sequences.iter().map(|s| s.len()).max().unwrap_or(0);
-        let mut ids = vec![0u32; rows * length];
-        let mut mask = vec![0u32; rows * length];
-        for (row, sequence) in sequences.iter().enumerate() {
-            let start = row * length;
-            ids[start..start + sequence.len()].copy_from_slice(sequence);
-            mask[start..start + sequence.len()].fill(1);
-        }
-        let device = model.device();
-        let run = || -> candle_core::Result<Vec<Vec<f32>>> {
-            let ids = Tensor::from_vec(ids, (rows, length), device)?;
-            let mask = Tensor::from_vec(mask, (rows, length), device)?;
-            model.forward_pooled(&ids, &mask)?.to_vec2::<f32>()
-        };
-        run().map_err(Error::encoder)
+        Ok(self
+            .pooled(batch)?
+            .iter()
+            .map(|pooled| classifier.logits(pooled))
+            .collect())
+    }
+
+    fn labels(&self) -> &[String] {
+        self.classifier.as_ref().map_or(&[], |c| &c.labels)
     }
 
     fn dimension(&self) -> usize {
-        match &self.model {
-            Model::Candle(model) => model.hidden_size(),
-            Model::Packed(model) => model.hidden_size(),
+        match &self.forward {
+            Forward::Candle(model) => model.hidden_size(),
+            Forward::Packed(model) => model.hidden_size(),
         }
     }
 
     fn max_positions(&self) -> usize {
-        match &self.model {
-            Model::Candle(model) => model.max_positions(),
-            Model::Packed(model) => model.max_positions(),
+        match &self.forward {
+            Forward::Candle(model) => model.max_positions(),
+            Forward::Packed(model) => model.max_positions(),
         }
     }
 
     fn device_label(&self) -> String {
-        let (device, dtype) = match &self.model {
-            Model::Candle(model) => (model.device(), model.dtype()),
-            Model::Packed(_) => (&Device::Cpu, DType::F32),
+        let (device, dtype) = match &self.forward {
+            Forward::Candle(model) => (model.device(), model.dtype()),
+            Forward::Packed(_) => (&Device::Cpu, DType::F32),
         };
-        let engine = match (&self.model, self.matmul) {
-            (Model::Candle(_), _) => String::new(),
-            (Model::Packed(_), Matmul::F32) => ", packed".into(),
-            (Model::Packed(_), Matmul::Int8) if packed::vnni_available() => {
+        let engine = match (&self.forward, self.matmul) {
+            (Forward::Candle(_), _) => String::new(),
+            (Forward::Packed(_), Matmul::F32) => ", packed".into(),
+            (Forward::Packed(_), Matmul::Int8) if packed::vnni_available() => {
                 ", packed, int8 matmul (VNNI)".into()
             }
-            (Model::Packed(_), Matmul::Bf16) if packed::bf16_available() => {
+            (Forward::Packed(_), Matmul::Bf16) if packed::bf16_available() => {
                 ", packed, bf16 matmul (AVX512-BF16)".into()
             }
-            (Model::Packed(_), other) => format!(", packed, {} matmul (portable)", other.name()),
+            (Forward::Packed(_), other) => format!(", packed, {} matmul (portable)", other.name()),
         };
         format!(
             "{} {}{engine}",
@@ -293,6 +564,6 @@ impl Encoder for BertEncoder {
     }
 
     fn is_padded(&self) -> bool {
-        matches!(self.model, Model::Candle(_))
+        matches!(self.forward, Forward::Candle(_))
     }
 }

@@ -28,7 +28,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::bert::{Activation, BertConfig};
-use super::{Matmul, Pooling};
+use super::{Batch, Matmul, Pooling};
 use profile::Stage;
 
 /// Most rows (tokens) in one chunk of the per-token stages: enough for gemm to run at full speed
@@ -230,11 +230,12 @@ impl LayerNorm {
     }
 }
 
-/// `embeddings.*`: word + position + token type (always 0), then LayerNorm.
+/// `embeddings.*`: word + position + token type, then LayerNorm.
 struct Embeddings {
     word: Vec<f32>,
     position: Vec<f32>,
-    token_type_zero: Vec<f32>,
+    token_type: Vec<f32>,
+    types: usize,
     norm: LayerNorm,
     vocab: usize,
 }
@@ -254,23 +255,20 @@ impl Embeddings {
         Ok(Self {
             word: to_vec(&word)?,
             position: to_vec(&position)?,
-            token_type_zero: to_vec(&token_type.get(0)?)?,
+            token_type: to_vec(&token_type)?,
+            types: cfg.type_vocab_size,
             norm: LayerNorm::load(vb.pp("LayerNorm"), hidden, cfg.layer_norm_eps)?,
             vocab: cfg.vocab_size,
         })
     }
 
-    /// Writes the embedding of `id` at `position` into `out` (one row).
-    fn row(&self, id: u32, position: usize, out: &mut [f32]) {
+    /// Writes the embedding of `id` of segment `type_id` at `position` into `out` (one row).
+    fn row(&self, id: u32, type_id: u32, position: usize, out: &mut [f32]) {
         let hidden = out.len();
         let word = &self.word[id as usize * hidden..][..hidden];
         let position = &self.position[position * hidden..][..hidden];
-        for (((o, w), p), t) in out
-            .iter_mut()
-            .zip(word)
-            .zip(position)
-            .zip(&self.token_type_zero)
-        {
+        let token_type = &self.token_type[type_id as usize * hidden..][..hidden];
+        for (((o, w), p), t) in out.iter_mut().zip(word).zip(position).zip(token_type) {
             *o = w + p + t;
         }
         self.norm.forward(out);
@@ -411,35 +409,53 @@ impl PackedBert {
     }
 
     /// Pooled vectors (not normalised), one per sequence, in order.
-    pub fn forward_pooled(&self, sequences: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
+    pub fn forward_pooled(&self, batch: &Batch) -> candle_core::Result<Vec<Vec<f32>>> {
         let hidden = self.hidden;
-        let mut offsets = Vec::with_capacity(sequences.len() + 1);
-        offsets.push(0);
-        for sequence in sequences {
-            if sequence.is_empty() || sequence.len() > self.max_positions {
+        let offsets = &batch.offsets;
+        for index in 0..batch.len() {
+            let length = batch.range(index).len();
+            if length == 0 || length > self.max_positions {
                 candle_core::bail!(
-                    "a sequence of {} tokens; the model takes 1 to {}",
-                    sequence.len(),
+                    "a sequence of {length} tokens; the model takes 1 to {}",
                     self.max_positions
                 );
             }
-            if let Some(&id) = sequence
-                .iter()
-                .find(|&&id| id as usize >= self.embeddings.vocab)
-            {
-                candle_core::bail!(
-                    "token id {id} is outside the vocabulary ({})",
-                    self.embeddings.vocab
-                );
-            }
-            offsets.push(offsets.last().copied().unwrap_or(0) + sequence.len());
         }
-        let tokens = offsets.last().copied().unwrap_or(0);
-        let chunk = chunk_rows(tokens);
-        // (token, position) for every packed row.
-        let rows: Vec<(u32, usize)> = sequences
+        if let Some(&id) = batch
+            .ids
             .iter()
-            .flat_map(|s| s.iter().enumerate().map(|(p, &id)| (id, p)))
+            .find(|&&id| id as usize >= self.embeddings.vocab)
+        {
+            candle_core::bail!(
+                "token id {id} is outside the vocabulary ({})",
+                self.embeddings.vocab
+            );
+        }
+        if let Some(&id) = batch
+            .type_ids
+            .iter()
+            .find(|&&id| id as usize >= self.embeddings.types)
+        {
+            candle_core::bail!(
+                "token type id {id} is outside the model's {} segments",
+                self.embeddings.types
+            );
+        }
+        if let Some(&position) = batch
+            .positions
+            .iter()
+            .find(|&&p| p as usize >= self.max_positions)
+        {
+            candle_core::bail!(
+                "position {position} is outside the model's {} positions",
+                self.max_positions
+            );
+        }
+        let tokens = batch.ids.len();
+        let chunk = chunk_rows(tokens);
+        // (token, segment, position) for every packed row.
+        let rows: Vec<(u32, u32, usize)> = (0..tokens)
+            .map(|i| (batch.ids[i], batch.type_ids[i], batch.positions[i] as usize))
             .collect();
 
         let mut states = vec![0.0f32; tokens * hidden];
@@ -454,8 +470,10 @@ impl PackedBert {
                 .zip(rows.par_chunks(chunk))
                 .for_each(|((states, qkv), rows)| {
                     profile::time(Stage::Embeddings, || {
-                        for (out, &(id, position)) in states.chunks_exact_mut(hidden).zip(rows) {
-                            self.embeddings.row(id, position, out);
+                        for (out, &(id, type_id, position)) in
+                            states.chunks_exact_mut(hidden).zip(rows)
+                        {
+                            self.embeddings.row(id, type_id, position, out);
                         }
                     });
                     profile::time(Stage::Qkv, || {
@@ -463,13 +481,13 @@ impl PackedBert {
                     });
                 });
         } else {
-            for (out, &(id, position)) in states.chunks_exact_mut(hidden).zip(&rows) {
-                self.embeddings.row(id, position, out);
+            for (out, &(id, type_id, position)) in states.chunks_exact_mut(hidden).zip(&rows) {
+                self.embeddings.row(id, type_id, position, out);
             }
         }
 
         for (index, layer) in self.layers.iter().enumerate() {
-            self.attention(&qkv, &offsets, &mut context);
+            self.attention(&qkv, offsets, &mut context);
             let next = self.layers.get(index + 1);
             states
                 .par_chunks_mut(chunk * hidden)

@@ -1,0 +1,146 @@
+//! The cross-encoder stance head: a pair model reads `[CLS] target [SEP] paragraph [SEP]` and
+//! gives logits for favor, against and none. Paragraphs are paired with each target, batched by
+//! tokens; a paragraph longer than the model's window is split into windows, each paired with
+//! the whole target, and the windows' logits combine as the model declares.
+
+use crate::batch;
+use crate::embed::DEFAULT_BATCH_TOKENS;
+use crate::error::{Error, Result};
+use crate::model::{Batch, Model};
+use crate::schema::Target;
+use crate::stance::Stance;
+use crate::tokenize::TextTokenizer;
+
+use super::{softmax, PreparedTarget, StanceHead};
+
+pub struct CrossEncoderStance {
+    tokenizer: TextTokenizer,
+    model: Box<dyn Model>,
+    /// For favor, against and none, the index of its logit.
+    order: [usize; 3],
+    name: String,
+    batch_tokens: usize,
+    max_rows: usize,
+}
+
+impl CrossEncoderStance {
+    /// Wraps a pair model whose labels name favor, against and none (in any order).
+    pub fn new(tokenizer: TextTokenizer, model: Box<dyn Model>, name: &str) -> Result<Self> {
+        if !model.offers().predict {
+            return Err(Error::Usage {
+                message: format!("model '{name}' gives vectors only; it cannot score pairs"),
+            });
+        }
+        if !tokenizer.encodes_pairs() {
+            return Err(Error::Usage {
+                message: format!("model '{name}': its tokenizer does not encode text pairs"),
+            });
+        }
+        let labels = model.labels().to_vec();
+        let mut order = [0usize; 3];
+        for stance in Stance::ALL {
+            order[stance.index()] = labels
+                .iter()
+                .position(|l| l.parse::<Stance>() == Ok(stance))
+                .ok_or_else(|| Error::Usage {
+                    message: format!(
+                        "model '{name}' has labels [{}], not favor, against and none",
+                        labels.join(", ")
+                    ),
+                })?;
+        }
+        Ok(Self {
+            tokenizer,
+            model,
+            order,
+            name: name.to_string(),
+            batch_tokens: DEFAULT_BATCH_TOKENS,
+            max_rows: 64,
+        })
+    }
+
+    /// Sets the token budget of one batch.
+    #[must_use]
+    pub fn batch_tokens(mut self, tokens: usize) -> Self {
+        self.batch_tokens = tokens.max(1);
+        self
+    }
+
+    /// [favor, against, none] probabilities of each paragraph toward `target`.
+    pub fn score(&self, target: &str, paragraphs: &[&str]) -> Result<Vec<[f32; 3]>> {
+        let tokenized = self.tokenizer.tokenize_pairs(target, paragraphs)?;
+        let mut sequences = Vec::new();
+        for pair in &tokenized {
+            sequences.extend(pair.windows.iter());
+        }
+        let lengths: Vec<usize> = sequences.iter().map(|s| s.len()).collect();
+        let mut logits: Vec<Vec<f32>> = vec![Vec::new(); sequences.len()];
+        for planned in batch::plan(&lengths, self.batch_tokens, self.max_rows) {
+            let inputs: Vec<&crate::tokenize::Sequence> =
+                planned.iter().map(|&i| sequences[i]).collect();
+            let outputs = self.model.predict(&Batch::from_sequences(&inputs))?;
+            for (&i, row) in planned.iter().zip(outputs) {
+                logits[i] = row;
+            }
+        }
+        let combine = self.model.window_combine();
+        let mut next = 0;
+        Ok(tokenized
+            .iter()
+            .map(|pair| {
+                let windows: Vec<(Vec<f32>, usize)> = pair
+                    .windows
+                    .iter()
+                    .map(|w| {
+                        let row = std::mem::take(&mut logits[next]);
+                        next += 1;
+                        (row, w.len())
+                    })
+                    .collect();
+                let probabilities = softmax(&combine.combine(&windows));
+                [
+                    probabilities[self.order[0]],
+                    probabilities[self.order[1]],
+                    probabilities[self.order[2]],
+                ]
+            })
+            .collect())
+    }
+}
+
+impl StanceHead for CrossEncoderStance {
+    fn prepare(
+        &self,
+        _embedder: &crate::embed::Embedder,
+        target: &Target,
+    ) -> Result<PreparedTarget> {
+        Ok(PreparedTarget {
+            id: target.id.clone(),
+            text: target.text.clone(),
+            vectors: Vec::new(),
+        })
+    }
+
+    fn predict(&self, _paragraphs: &[&[f32]], _target: &PreparedTarget) -> Result<Vec<[f32; 3]>> {
+        Err(Error::Usage {
+            message: "this is a bug: the cross-encoder reads paragraph texts, not vectors".into(),
+        })
+    }
+
+    fn predict_paragraphs(
+        &self,
+        _vectors: &[&[f32]],
+        texts: &[&str],
+        target: &PreparedTarget,
+    ) -> Result<Vec<[f32; 3]>> {
+        self.score(&target.text, texts)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "cross-encoder {} ({})",
+            self.name,
+            self.model.device_label()
+        )
+    }
+}
