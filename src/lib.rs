@@ -14,6 +14,7 @@ pub mod embed;
 pub mod embed_cache;
 pub mod error;
 pub mod eval;
+pub mod finetune;
 pub mod gold;
 pub mod head;
 pub mod input;

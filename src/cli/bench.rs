@@ -186,7 +186,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Points candle's matrix products and rayon's global pool at `threads` threads.
-fn set_threads(threads: usize) -> anyhow::Result<()> {
+pub(super) fn set_threads(threads: usize) -> anyhow::Result<()> {
     // Called before any thread is started, so no other thread reads the environment meanwhile.
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());

@@ -5,6 +5,7 @@ mod cache;
 mod classify;
 mod embed;
 mod eval;
+mod finetune;
 mod models;
 mod output;
 mod setup;
@@ -40,6 +41,9 @@ enum Command {
     /// Fit a theme or stance head on labelled paragraphs (logistic regression on the encoder's
     /// vectors); use it with --head.
     Train(train::TrainArgs),
+    /// Fine-tune a stance cross-encoder (LoRA adapters and a head) on a base model, from
+    /// labelled (text, target, stance) pairs.
+    Finetune(finetune::FinetuneArgs),
     /// Inspect or clear the embedding cache.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
@@ -82,6 +86,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Classify(args) => classify::run(args),
         Command::Embed(args) => embed::run(args),
         Command::Train(args) => train::run(args),
+        Command::Finetune(args) => finetune::run(args),
         Command::Cache(command) => cache::run(command),
         Command::Eval(args) => eval::run(args),
         Command::Bench(args) => bench::run(args),

@@ -1,0 +1,281 @@
+//! `stancer finetune`: train a stance cross-encoder (LoRA adapters and a head) on a base model.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use stancer::finetune::{self, Event, FinetuneOptions, Hyperparameters};
+use stancer::model::adapter::BaseModel;
+use stancer::model::fetch::ModelSpec;
+
+use super::setup::notice;
+
+#[derive(Args, Debug)]
+pub struct FinetuneArgs {
+    /// Labelled pairs: JSON Lines of {"id", "text", "target", "stance"} (favor, against, none).
+    #[arg(required = true, value_name = "DATA")]
+    data: Vec<PathBuf>,
+    /// What the model learns (stance: a (target, paragraph) cross-encoder).
+    #[arg(long, value_enum, default_value = "stance")]
+    task: FinetuneTask,
+    /// Folder for adapter.safetensors, card.json, heldout-test.jsonl and checkpoint/.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// The base encoder: a manifest name or a model folder.
+    #[arg(long, default_value = "minilm-l6", value_name = "MODEL")]
+    base: String,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 8, value_name = "R")]
+    rank: usize,
+    /// LoRA alpha (the update is scaled by alpha / rank).
+    #[arg(long, default_value_t = 16.0, value_name = "A")]
+    alpha: f64,
+    /// The linear layers LoRA adapts, comma-separated (default: all six of each layer).
+    #[arg(long, value_delimiter = ',', value_name = "LAYERS")]
+    lora_targets: Vec<String>,
+    /// Also train these, comma-separated: norms (every LayerNorm), biases (every linear bias).
+    #[arg(long, value_delimiter = ',', value_name = "WHAT")]
+    unfreeze: Vec<String>,
+    /// The longest pair in tokens, special tokens included (the paragraph is cut, never the
+    /// target).
+    #[arg(long, default_value_t = 160, value_name = "N")]
+    max_tokens: usize,
+    /// Pairs per batch.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    batch: usize,
+    /// Batches whose gradients are summed into one optimizer step.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    accumulate: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 3e-4, value_name = "LR")]
+    lr: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 0.01, value_name = "W")]
+    weight_decay: f64,
+    /// Share of the steps spent warming the learning rate up.
+    #[arg(long, default_value_t = 0.06, value_name = "F")]
+    warmup: f64,
+    /// Passes over the (balanced) training rows.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    epochs: usize,
+    /// Stop after this many optimizer steps (overrides --epochs for the schedule).
+    #[arg(long, value_name = "N")]
+    max_steps: Option<usize>,
+    /// Seed of the initial weights and the order of the rows.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Visit every row once per epoch instead of balancing files and classes.
+    #[arg(long)]
+    no_balance: bool,
+    /// At most this many rows of one file per epoch (0: no cap).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    per_file_cap: usize,
+    /// Extra `none` pairs per epoch, as a share of it: a text with another row's target.
+    #[arg(long, default_value_t = 0.0, value_name = "F")]
+    unrelated: f64,
+    /// A validation file instead of the validation part of the data.
+    #[arg(long, value_name = "FILE")]
+    val: Option<PathBuf>,
+    /// Share of the texts held out for validation (early stopping), split by text.
+    #[arg(long, default_value_t = 0.05, value_name = "F")]
+    val_fraction: f64,
+    /// Share of the texts held out for testing (never seen; written to heldout-test.jsonl).
+    #[arg(long, default_value_t = 0.05, value_name = "F")]
+    test_fraction: f64,
+    /// Score at most this many validation rows each time.
+    #[arg(long, default_value_t = 600, value_name = "N")]
+    val_rows: usize,
+    /// Score the validation rows every this many steps.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    eval_every: usize,
+    /// Stop after this many scores without a better macro-F1 (0: never).
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    patience: usize,
+    /// Save a checkpoint every this many steps.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    checkpoint_every: usize,
+    /// Stop (with a checkpoint and an adapter) after this many minutes.
+    #[arg(long, value_name = "M")]
+    max_minutes: Option<f64>,
+    /// Continue the run whose checkpoint is in --out.
+    #[arg(long)]
+    resume: bool,
+    /// Threads (default: one per core, or RAYON_NUM_THREADS).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Licence terms of each data file, in order, for the model card.
+    #[arg(long, value_name = "TERMS")]
+    licence: Vec<String>,
+    /// Write each step's row ids to this file (for side-by-side speed comparisons).
+    #[arg(long, value_name = "FILE", hide = true)]
+    batches_out: Option<PathBuf>,
+    /// No progress output on stderr.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FinetuneTask {
+    Stance,
+}
+
+fn per_mille(fraction: f64, flag: &str) -> anyhow::Result<u32> {
+    if !(0.0..1.0).contains(&fraction) {
+        anyhow::bail!("{flag} {fraction}: pass a share between 0 and 1");
+    }
+    Ok((fraction * 1000.0).round() as u32)
+}
+
+pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
+    let quiet = args.quiet;
+    let FinetuneTask::Stance = args.task;
+    if let Some(threads) = args.threads {
+        super::bench::set_threads(threads)?;
+    }
+    let threads = candle_core::utils::get_num_threads();
+    for what in &args.unfreeze {
+        if what != "norms" && what != "biases" {
+            anyhow::bail!("--unfreeze {what}: expected norms or biases");
+        }
+    }
+    let spec = ModelSpec::parse(Some(&args.base))?;
+    let resolved = spec.resolve(&mut |line| notice(quiet, line))?;
+    let base = BaseModel {
+        name: resolved.name.clone(),
+        sha256: resolved.weights_checksum()?,
+    };
+    let defaults = Hyperparameters::default();
+    let hyper = Hyperparameters {
+        rank: args.rank,
+        alpha: args.alpha,
+        lora_targets: if args.lora_targets.is_empty() {
+            defaults.lora_targets
+        } else {
+            args.lora_targets.clone()
+        },
+        unfreeze_norms: args.unfreeze.iter().any(|u| u == "norms"),
+        unfreeze_biases: args.unfreeze.iter().any(|u| u == "biases"),
+        max_tokens: args.max_tokens,
+        batch: args.batch,
+        accumulate: args.accumulate,
+        learning_rate: args.lr,
+        weight_decay: args.weight_decay,
+        warmup_fraction: args.warmup,
+        epochs: args.epochs,
+        max_steps: args.max_steps,
+        seed: args.seed,
+        balance: !args.no_balance,
+        per_file_cap: args.per_file_cap,
+        unrelated: args.unrelated,
+        validation_per_mille: if args.val.is_some() {
+            0
+        } else {
+            per_mille(args.val_fraction, "--val-fraction")?
+        },
+        test_per_mille: per_mille(args.test_fraction, "--test-fraction")?,
+        validation_rows: args.val_rows,
+        eval_every: args.eval_every,
+        patience: args.patience,
+    };
+    let options = FinetuneOptions {
+        data: args.data.clone(),
+        validation_file: args.val.clone(),
+        out: args.out.clone(),
+        base,
+        base_files: resolved.files.clone(),
+        licences: args.licence.clone(),
+        hyper,
+        threads,
+        max_minutes: args.max_minutes,
+        resume: args.resume,
+        checkpoint_every: args.checkpoint_every,
+        batches_out: args.batches_out.clone(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+
+    let bar = indicatif::ProgressBar::hidden();
+    let mut smoothed: Option<f64> = None;
+    let mut rate: Option<f64> = None;
+    let mut on_event = |event: Event| match event {
+        Event::Started {
+            total_steps,
+            first_step,
+            train_rows,
+            validation_rows,
+        } => {
+            notice(
+                quiet,
+                &format!(
+                    "finetune: {train_rows} training rows, {validation_rows} validation rows, \
+                     {total_steps} steps of {} pairs{}; {threads} threads",
+                    args.batch * args.accumulate,
+                    if first_step > 0 {
+                        format!(", resuming at step {first_step}")
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+            if !quiet {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                bar.set_length(total_steps as u64);
+                bar.set_position(first_step as u64);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:30} {pos}/{len} steps  {msg}  ETA {eta}",
+                    )
+                    .expect("this is a bug: the template parses"),
+                );
+                bar.reset_eta();
+            }
+        }
+        Event::Step {
+            step,
+            loss,
+            pairs_per_second,
+        } => {
+            let s = smoothed.map_or(loss, |s| 0.95 * s + 0.05 * loss);
+            smoothed = Some(s);
+            let r = rate.map_or(pairs_per_second, |r| 0.9 * r + 0.1 * pairs_per_second);
+            rate = Some(r);
+            bar.set_position(step as u64);
+            bar.set_message(format!("loss {s:.3}  {r:.1} pairs/s"));
+        }
+        Event::Validation {
+            step,
+            macro_f1,
+            best,
+        } => {
+            bar.suspend(|| {
+                notice(
+                    quiet,
+                    &format!(
+                        "step {step}: validation macro-F1 {macro_f1:.3}{}",
+                        if best { " (best so far)" } else { "" }
+                    ),
+                )
+            });
+        }
+        Event::Checkpoint { .. } => {}
+        Event::Stopped { reason } => {
+            bar.finish_and_clear();
+            notice(quiet, &reason);
+        }
+    };
+    let report = finetune::run(&options, &mut on_event)?;
+    notice(
+        quiet,
+        &format!(
+            "wrote {} after {} steps ({:.1} pairs/s{}); model card: {}",
+            report.out.join("adapter.safetensors").display(),
+            report.steps,
+            report.pairs_per_second,
+            report
+                .best_macro_f1
+                .map(|f| format!(", best validation macro-F1 {f:.3}"))
+                .unwrap_or_default(),
+            report.out.join("card.json").display()
+        ),
+    );
+    Ok(ExitCode::SUCCESS)
+}

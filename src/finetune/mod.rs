@@ -1,0 +1,821 @@
+//! Fine-tuning: a stance cross-encoder trained from a base encoder, `[CLS] target [SEP]
+//! paragraph [SEP]` in, favor / against / none out. LoRA adapters on the chosen linear layers
+//! and a linear head are trained with AdamW (warm-up, linear decay); an epoch balances data
+//! files and classes and groups pairs of similar length into batches; a validation part (split
+//! by text, so no text is on both sides) is scored every N steps, with early stopping on
+//! macro-F1. The run is seeded and deterministic, checkpoints let `--resume` continue exactly
+//! where a killed run stopped, and the output is an adapter (merged into the base at load) with
+//! a model card that says what it was trained on and how.
+
+pub mod data;
+pub mod model;
+pub mod ops;
+pub mod optim;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::eval::metrics::Confusion;
+use crate::model::adapter::{AdapterCard, BaseModel, LoraSettings, CARD_FILE, WEIGHTS_FILE};
+use crate::model::{Batch, ModelFiles};
+use crate::stance::Stance;
+use crate::tokenize::TextTokenizer;
+use data::{Example, PairRow, Part, Sampling};
+use model::{TrainModel, Unfreeze};
+use optim::{AdamW, AdamWSettings};
+
+/// Steps at the start of a run left out of the speed figure (allocation, caches warming).
+pub const WARMUP_STEPS_EXCLUDED: usize = 3;
+
+/// Everything that decides what a run computes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Hyperparameters {
+    pub rank: usize,
+    pub alpha: f64,
+    pub lora_targets: Vec<String>,
+    pub unfreeze_norms: bool,
+    pub unfreeze_biases: bool,
+    pub max_tokens: usize,
+    pub batch: usize,
+    pub accumulate: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub warmup_fraction: f64,
+    pub epochs: usize,
+    pub max_steps: Option<usize>,
+    pub seed: u64,
+    pub balance: bool,
+    pub per_file_cap: usize,
+    pub unrelated: f64,
+    pub validation_per_mille: u32,
+    pub test_per_mille: u32,
+    pub validation_rows: usize,
+    pub eval_every: usize,
+    pub patience: usize,
+}
+
+impl Default for Hyperparameters {
+    fn default() -> Self {
+        Self {
+            rank: 8,
+            alpha: 16.0,
+            lora_targets: model::LORA_TARGETS.iter().map(|s| s.to_string()).collect(),
+            unfreeze_norms: false,
+            unfreeze_biases: false,
+            max_tokens: 160,
+            batch: 16,
+            accumulate: 1,
+            learning_rate: 3e-4,
+            weight_decay: 0.01,
+            warmup_fraction: 0.06,
+            epochs: 1,
+            max_steps: None,
+            seed: 0,
+            balance: true,
+            per_file_cap: 0,
+            unrelated: 0.0,
+            validation_per_mille: 50,
+            test_per_mille: 50,
+            validation_rows: 600,
+            eval_every: 200,
+            patience: 4,
+        }
+    }
+}
+
+/// A run: data, base model, settings, and where the output goes.
+#[derive(Debug, Clone)]
+pub struct FinetuneOptions {
+    pub data: Vec<PathBuf>,
+    /// A separate validation file; else the validation part of the data.
+    pub validation_file: Option<PathBuf>,
+    pub out: PathBuf,
+    pub base: BaseModel,
+    pub base_files: ModelFiles,
+    /// Licence terms per data file, for the model card (same order as `data`; may be empty).
+    pub licences: Vec<String>,
+    pub hyper: Hyperparameters,
+    pub threads: usize,
+    pub max_minutes: Option<f64>,
+    pub resume: bool,
+    /// Checkpoint every this many optimizer steps.
+    pub checkpoint_every: usize,
+    /// Write each step's row ids here (for side-by-side speed comparisons).
+    pub batches_out: Option<PathBuf>,
+    /// The command line, for the model card.
+    pub command: String,
+}
+
+/// What the loop tells its caller as it goes.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started {
+        total_steps: usize,
+        first_step: usize,
+        train_rows: usize,
+        validation_rows: usize,
+    },
+    Step {
+        step: usize,
+        loss: f64,
+        pairs_per_second: f64,
+    },
+    Validation {
+        step: usize,
+        macro_f1: f64,
+        best: bool,
+    },
+    Checkpoint {
+        step: usize,
+    },
+    Stopped {
+        reason: String,
+    },
+}
+
+/// One validation score in the history.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ValidationPoint {
+    pub step: usize,
+    pub macro_f1: f64,
+    pub accuracy: f64,
+}
+
+/// The resumable part of a run's state (besides the tensors).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct CheckpointState {
+    fingerprint: String,
+    step: usize,
+    best_step: Option<usize>,
+    best_macro_f1: Option<f64>,
+    evals_since_best: usize,
+    history: Vec<ValidationPoint>,
+    seconds: f64,
+    timed_seconds: f64,
+    timed_pairs: usize,
+    loss_sum: f64,
+    loss_count: usize,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct FinetuneReport {
+    pub card: serde_json::Value,
+    pub out: PathBuf,
+    pub steps: usize,
+    pub best_macro_f1: Option<f64>,
+    pub pairs_per_second: f64,
+    pub stopped: String,
+}
+
+/// Trains, checkpoints and writes the adapter and its card. `events` receives progress.
+pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<FinetuneReport> {
+    let started = Instant::now();
+    let hyper = &options.hyper;
+    check(hyper)?;
+    let device = Device::Cpu;
+
+    // Data: every file, split by text.
+    let mut files = Vec::new();
+    let mut all: Vec<PairRow> = Vec::new();
+    for (index, path) in options.data.iter().enumerate() {
+        let (file, rows) = data::read_pairs(path, index)?;
+        files.push(file);
+        all.extend(rows);
+    }
+    let parts: Vec<Part> = all
+        .iter()
+        .map(|r| data::part_of(&r.text, hyper.validation_per_mille, hyper.test_per_mille))
+        .collect();
+    let mut train: Vec<PairRow> = Vec::new();
+    let mut validation: Vec<PairRow> = Vec::new();
+    let mut test: Vec<PairRow> = Vec::new();
+    for (row, part) in all.iter().zip(&parts) {
+        match part {
+            Part::Train => train.push(row.clone()),
+            Part::Validation => validation.push(row.clone()),
+            Part::Test => test.push(row.clone()),
+        }
+    }
+    let mut validation_file = None;
+    if let Some(path) = &options.validation_file {
+        let (file, rows) = data::read_pairs(path, files.len())?;
+        validation_file = Some(file);
+        // The file replaces the split's validation part, which goes back into training.
+        train.append(&mut validation);
+        validation = rows;
+    }
+    let classes_seen: std::collections::BTreeSet<usize> =
+        train.iter().map(|r| r.stance.index()).collect();
+    if classes_seen.len() < 2 {
+        return Err(Error::Usage {
+            message: format!(
+                "the training rows have only one class ({}); stance fine-tuning needs at least two \
+                 of favor, against and none",
+                train
+                    .first()
+                    .map_or("none at all".to_string(), |r| r.stance.to_string())
+            ),
+        });
+    }
+    // A fixed, seeded subsample of the validation part keeps each score cheap.
+    let mut validation_order: Vec<usize> = (0..validation.len()).collect();
+    crate::eval::bootstrap::SplitMix64::new(hyper.seed ^ 0x0A11_DA7E)
+        .shuffle(&mut validation_order);
+    validation_order.truncate(hyper.validation_rows);
+    validation_order.sort_unstable();
+    let validation: Vec<PairRow> = validation_order
+        .iter()
+        .map(|&i| validation[i].clone())
+        .collect();
+
+    std::fs::create_dir_all(&options.out).map_err(|e| Error::write(&options.out, e))?;
+    write_jsonl(&options.out.join("heldout-test.jsonl"), &test)?;
+
+    // Model.
+    let config = crate::model::read_bert_config(&options.base_files.config)?;
+    let tokenizer = TextTokenizer::load(&options.base_files.tokenizer, hyper.max_tokens)?;
+    if !tokenizer.encodes_pairs() {
+        return Err(Error::Usage {
+            message: "the base model's tokenizer does not encode text pairs".into(),
+        });
+    }
+    let base = candle_core::safetensors::load(&options.base_files.weights, &Device::Cpu).map_err(
+        |source| Error::LoadWeights {
+            path: options.base_files.weights.clone(),
+            source,
+        },
+    )?;
+    let lora = LoraSettings {
+        rank: hyper.rank,
+        alpha: hyper.alpha,
+        targets: hyper.lora_targets.clone(),
+    };
+    let unfreeze = Unfreeze {
+        norms: hyper.unfreeze_norms,
+        biases: hyper.unfreeze_biases,
+    };
+    let model = TrainModel::new(&base, &config, &lora, unfreeze, 3, hyper.seed, &device)
+        .map_err(Error::encoder)?;
+    drop(base);
+    let mut adam = AdamW::new(
+        model.vars(),
+        AdamWSettings {
+            learning_rate: hyper.learning_rate,
+            weight_decay: hyper.weight_decay,
+            ..AdamWSettings::default()
+        },
+    )
+    .map_err(Error::encoder)?;
+
+    // The plan: epochs of balanced examples, cut into batches of similar length.
+    let sampling = Sampling {
+        balance: hyper.balance,
+        per_file_cap: hyper.per_file_cap,
+        unrelated: hyper.unrelated,
+    };
+    let lengths: Vec<usize> = train
+        .iter()
+        .map(|r| r.text.len() + r.target.len())
+        .collect();
+    let epoch_batches = |epoch: usize| -> Vec<Vec<Example>> {
+        let examples = data::epoch_examples(&train, sampling, hyper.seed, epoch);
+        data::batches(
+            examples,
+            &lengths,
+            hyper.batch,
+            hyper.seed.wrapping_add(epoch as u64),
+        )
+    };
+    let first_epoch = epoch_batches(0);
+    let per_epoch = first_epoch.len();
+    let total_steps = hyper
+        .max_steps
+        .unwrap_or(hyper.epochs * per_epoch / hyper.accumulate)
+        .max(1);
+    let warmup = ((total_steps as f64) * hyper.warmup_fraction).round() as usize;
+
+    let fingerprint = fingerprint(options, &files, validation_file.as_ref());
+    let checkpoint_dir = options.out.join("checkpoint");
+    let mut state = CheckpointState {
+        fingerprint: fingerprint.clone(),
+        step: 0,
+        best_step: None,
+        best_macro_f1: None,
+        evals_since_best: 0,
+        history: Vec::new(),
+        seconds: 0.0,
+        timed_seconds: 0.0,
+        timed_pairs: 0,
+        loss_sum: 0.0,
+        loss_count: 0,
+    };
+    let mut best: Option<HashMap<String, Tensor>> = None;
+    if options.resume {
+        let (restored, tensors) = load_checkpoint(&checkpoint_dir)?;
+        if restored.fingerprint != fingerprint {
+            return Err(Error::Usage {
+                message: format!(
+                    "the checkpoint in {} is from a run with other data or settings; run without \
+                     --resume to start again, or pass the same data and flags",
+                    checkpoint_dir.display()
+                ),
+            });
+        }
+        for (name, var) in model.vars() {
+            let value = tensors.get(name).ok_or_else(|| Error::Usage {
+                message: format!(
+                    "the checkpoint has no tensor {name}; start again without --resume"
+                ),
+            })?;
+            var.set(value).map_err(Error::encoder)?;
+        }
+        adam.restore(&tensors, restored.step)
+            .map_err(Error::encoder)?;
+        let saved_best: HashMap<String, Tensor> = tensors
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("best.").map(|n| (n.to_string(), v.clone())))
+            .collect();
+        if !saved_best.is_empty() {
+            best = Some(saved_best);
+        }
+        state = restored;
+    }
+    events(Event::Started {
+        total_steps,
+        first_step: state.step,
+        train_rows: train.len(),
+        validation_rows: validation.len(),
+    });
+
+    let mut batches_log = match &options.batches_out {
+        Some(path) => Some(
+            std::fs::File::create(path)
+                .map(std::io::BufWriter::new)
+                .map_err(|e| Error::write(path, e))?,
+        ),
+        None => None,
+    };
+    let session_started = Instant::now();
+    let seconds_before = state.seconds;
+    let mut cached_epoch = (0usize, first_epoch);
+    let mut stopped = "finished all steps".to_string();
+    while state.step < total_steps {
+        if let Some(limit) = options.max_minutes {
+            if session_started.elapsed().as_secs_f64() / 60.0 >= limit {
+                stopped = format!("stopped by --max-minutes {limit} at step {}", state.step);
+                break;
+            }
+        }
+        let step_started = Instant::now();
+        let mut step_pairs = 0;
+        let mut step_loss = 0.0;
+        let mut grads_sum: Option<candle_core::backprop::GradStore> = None;
+        let mut ids_log: Vec<String> = Vec::new();
+        for micro in 0..hyper.accumulate {
+            let global = state.step * hyper.accumulate + micro;
+            let (epoch, index) = (global / per_epoch, global % per_epoch);
+            if cached_epoch.0 != epoch {
+                cached_epoch = (epoch, epoch_batches(epoch));
+            }
+            let examples = &cached_epoch.1[index];
+            let pairs: Vec<(&str, &str)> = examples
+                .iter()
+                .map(|e| {
+                    (
+                        train[e.target_row].target.as_str(),
+                        train[e.text_row].text.as_str(),
+                    )
+                })
+                .collect();
+            let sequences = tokenizer.tokenize_pairs_truncated(&pairs)?;
+            let refs: Vec<&crate::tokenize::Sequence> = sequences.iter().collect();
+            let batch = Batch::from_sequences(&refs);
+            let labels: Vec<u32> = examples.iter().map(|e| e.stance.index() as u32).collect();
+            let labels = Tensor::new(labels.as_slice(), &device).map_err(Error::encoder)?;
+            let logits = model.forward(&batch).map_err(Error::encoder)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &labels).map_err(Error::encoder)?;
+            step_loss += f64::from(loss.to_scalar::<f32>().map_err(Error::encoder)?);
+            let grads = loss.backward().map_err(Error::encoder)?;
+            grads_sum = Some(match grads_sum {
+                None => grads,
+                Some(mut sum) => {
+                    for (_, var) in model.vars() {
+                        if let Some(g) = grads.get(var.as_tensor()) {
+                            let total = match sum.get(var.as_tensor()) {
+                                Some(s) => (s + g).map_err(Error::encoder)?,
+                                None => g.clone(),
+                            };
+                            sum.insert(var.as_tensor(), total);
+                        }
+                    }
+                    sum
+                }
+            });
+            step_pairs += examples.len();
+            if batches_log.is_some() {
+                ids_log.extend(examples.iter().map(|e| e.id.clone()));
+            }
+        }
+        let rate = optim::learning_rate(state.step, total_steps, warmup, hyper.learning_rate);
+        let grads = grads_sum.expect("this is a bug: a step without batches");
+        adam.step(&grads, rate, 1.0 / hyper.accumulate as f64)
+            .map_err(Error::encoder)?;
+        state.step += 1;
+        let loss = step_loss / hyper.accumulate as f64;
+        state.loss_sum += loss;
+        state.loss_count += 1;
+        let seconds = step_started.elapsed().as_secs_f64();
+        if state.step > WARMUP_STEPS_EXCLUDED {
+            state.timed_seconds += seconds;
+            state.timed_pairs += step_pairs;
+        }
+        if let Some(log) = batches_log.as_mut() {
+            use std::io::Write;
+            let line = serde_json::json!({"step": state.step, "ids": ids_log, "loss": loss});
+            writeln!(log, "{line}")
+                .map_err(|e| Error::write(options.batches_out.as_ref().unwrap(), e))?;
+        }
+        events(Event::Step {
+            step: state.step,
+            loss,
+            pairs_per_second: step_pairs as f64 / seconds.max(1e-9),
+        });
+
+        let last = state.step == total_steps;
+        if !validation.is_empty() && (state.step % hyper.eval_every == 0 || last) {
+            let (macro_f1, accuracy) = score(&model, &tokenizer, &validation)?;
+            let improved = state.best_macro_f1.is_none_or(|b| macro_f1 > b);
+            state.history.push(ValidationPoint {
+                step: state.step,
+                macro_f1,
+                accuracy,
+            });
+            if improved {
+                state.best_macro_f1 = Some(macro_f1);
+                state.best_step = Some(state.step);
+                state.evals_since_best = 0;
+                best = Some(model.tensors());
+            } else {
+                state.evals_since_best += 1;
+            }
+            events(Event::Validation {
+                step: state.step,
+                macro_f1,
+                best: improved,
+            });
+            if hyper.patience > 0 && state.evals_since_best >= hyper.patience {
+                stopped = format!(
+                    "early stop at step {}: no better validation macro-F1 in {} scores",
+                    state.step, hyper.patience
+                );
+                state.seconds = seconds_before + session_started.elapsed().as_secs_f64();
+                save_checkpoint(&checkpoint_dir, &state, &model, &adam, best.as_ref())?;
+                break;
+            }
+        }
+        if state.step % options.checkpoint_every.max(1) == 0 || last {
+            state.seconds = seconds_before + session_started.elapsed().as_secs_f64();
+            save_checkpoint(&checkpoint_dir, &state, &model, &adam, best.as_ref())?;
+            events(Event::Checkpoint { step: state.step });
+        }
+    }
+    state.seconds = seconds_before + session_started.elapsed().as_secs_f64();
+    if state.step < total_steps && !stopped.starts_with("early stop") {
+        save_checkpoint(&checkpoint_dir, &state, &model, &adam, best.as_ref())?;
+    }
+    events(Event::Stopped {
+        reason: stopped.clone(),
+    });
+
+    // The adapter: the best-scoring weights where there was validation, else the last.
+    let tensors = best.unwrap_or_else(|| model.tensors());
+    let pairs_per_second = if state.timed_seconds > 0.0 {
+        state.timed_pairs as f64 / state.timed_seconds
+    } else {
+        0.0
+    };
+    let test_counts = count_classes(&test);
+    let card = model_card(CardInputs {
+        options,
+        files: &files,
+        validation_file: validation_file.as_ref(),
+        train: &train,
+        validation: &validation,
+        test_counts,
+        state: &state,
+        total_steps,
+        per_epoch,
+        stopped: &stopped,
+        pairs_per_second,
+        lora: &lora,
+        started_seconds: started.elapsed().as_secs_f64(),
+    });
+    write_adapter(&options.out, &tensors, &card)?;
+    Ok(FinetuneReport {
+        card,
+        out: options.out.clone(),
+        steps: state.step,
+        best_macro_f1: state.best_macro_f1,
+        pairs_per_second,
+        stopped,
+    })
+}
+
+fn check(hyper: &Hyperparameters) -> Result<()> {
+    let fail = |message: String| Err(Error::Usage { message });
+    if hyper.rank == 0 {
+        return fail("--rank 0: pass at least 1".into());
+    }
+    if hyper.batch == 0 || hyper.accumulate == 0 {
+        return fail("--batch and --accumulate must be at least 1".into());
+    }
+    if hyper.eval_every == 0 {
+        return fail("--eval-every 0: pass at least 1".into());
+    }
+    if !(hyper.learning_rate > 0.0 && hyper.learning_rate.is_finite()) {
+        return fail(format!(
+            "--lr {}: pass a positive number",
+            hyper.learning_rate
+        ));
+    }
+    if hyper.validation_per_mille + hyper.test_per_mille >= 1000 {
+        return fail("the validation and test parts leave nothing to train on".into());
+    }
+    for target in &hyper.lora_targets {
+        if !model::LORA_TARGETS.contains(&target.as_str()) {
+            return fail(format!(
+                "'{target}' is not a layer LoRA can adapt (one of: {})",
+                model::LORA_TARGETS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Macro-F1 and accuracy of the model on `rows` (no gradients).
+pub fn score(
+    model: &TrainModel,
+    tokenizer: &TextTokenizer,
+    rows: &[PairRow],
+) -> Result<(f64, f64)> {
+    let mut pairs_seen = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(32) {
+        let pairs: Vec<(&str, &str)> = chunk
+            .iter()
+            .map(|r| (r.target.as_str(), r.text.as_str()))
+            .collect();
+        let sequences = tokenizer.tokenize_pairs_truncated(&pairs)?;
+        let refs: Vec<&crate::tokenize::Sequence> = sequences.iter().collect();
+        let logits = model
+            .forward(&Batch::from_sequences(&refs))
+            .and_then(|l| l.detach().to_vec2::<f32>())
+            .map_err(Error::encoder)?;
+        for (row, logits) in chunk.iter().zip(logits) {
+            pairs_seen.push((row.stance.index(), crate::head::argmax(&logits)));
+        }
+    }
+    let labels: Vec<String> = Stance::ALL.iter().map(|s| s.to_string()).collect();
+    let confusion = Confusion::from_pairs(labels, pairs_seen);
+    Ok((
+        confusion.macro_f1().unwrap_or(0.0),
+        confusion.accuracy().unwrap_or(0.0),
+    ))
+}
+
+fn count_classes(rows: &[PairRow]) -> [usize; 3] {
+    let mut counts = [0; 3];
+    for row in rows {
+        counts[row.stance.index()] += 1;
+    }
+    counts
+}
+
+/// A digest of everything that decides the run's numbers, so `--resume` refuses a checkpoint
+/// from another run.
+fn fingerprint(
+    options: &FinetuneOptions,
+    files: &[data::DataFile],
+    validation: Option<&data::DataFile>,
+) -> String {
+    let text = serde_json::json!({
+        "hyper": options.hyper,
+        "base": options.base,
+        "files": files.iter().map(|f| &f.sha256).collect::<Vec<_>>(),
+        "validation": validation.map(|f| &f.sha256),
+        "threads": options.threads,
+    })
+    .to_string();
+    crate::model::fetch::sha256_bytes(text.as_bytes())
+}
+
+fn write_jsonl(path: &Path, rows: &[PairRow]) -> Result<()> {
+    let mut text = String::new();
+    for row in rows {
+        let line = serde_json::json!({
+            "id": row.id, "text": row.text, "target": row.target, "stance": row.stance.as_str(),
+        });
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    write_atomic(path, text.as_bytes())
+}
+
+/// Writes through a temporary file in the same folder and a rename, so a kill never leaves a
+/// half-written file under the final name.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(folder).map_err(|e| Error::write(path, e))?;
+    std::io::Write::write_all(&mut file, bytes).map_err(|e| Error::write(path, e))?;
+    file.persist(path)
+        .map_err(|e| Error::write(path, e.error))?;
+    Ok(())
+}
+
+fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let temporary = tempfile::NamedTempFile::new_in(folder).map_err(|e| Error::write(path, e))?;
+    candle_core::safetensors::save(tensors, temporary.path()).map_err(|e| Error::Write {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    temporary
+        .persist(path)
+        .map_err(|e| Error::write(path, e.error))?;
+    Ok(())
+}
+
+fn save_checkpoint(
+    folder: &Path,
+    state: &CheckpointState,
+    model: &TrainModel,
+    adam: &AdamW,
+    best: Option<&HashMap<String, Tensor>>,
+) -> Result<()> {
+    std::fs::create_dir_all(folder).map_err(|e| Error::write(folder, e))?;
+    let mut tensors = model.tensors();
+    tensors.extend(adam.state());
+    if let Some(best) = best {
+        tensors.extend(best.iter().map(|(k, v)| (format!("best.{k}"), v.clone())));
+    }
+    // The tensors first, under the step's own name, then the state that names them: a kill
+    // between the two leaves the previous state and its tensors as they were.
+    let tensors_path = folder.join(format!("state-{}.safetensors", state.step));
+    save_tensors(&tensors_path, &tensors)?;
+    let json = serde_json::to_vec_pretty(state).expect("this is a bug: state serialises");
+    write_atomic(&folder.join("state.json"), &json)?;
+    // Older tensor files are no longer named by state.json.
+    if let Ok(entries) = std::fs::read_dir(folder) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with("state-") && name != format!("state-{}.safetensors", state.step) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load_checkpoint(folder: &Path) -> Result<(CheckpointState, HashMap<String, Tensor>)> {
+    let path = folder.join("state.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::Usage {
+            message: format!(
+                "--resume: no checkpoint in {}; run without --resume to start",
+                folder.display()
+            ),
+        },
+        _ => Error::read(&path, e),
+    })?;
+    let state: CheckpointState = serde_json::from_str(&text).map_err(|e| Error::Usage {
+        message: format!("{} is not a stancer checkpoint ({e})", path.display()),
+    })?;
+    let tensors_path = folder.join(format!("state-{}.safetensors", state.step));
+    let tensors =
+        candle_core::safetensors::load(&tensors_path, &Device::Cpu).map_err(|source| {
+            Error::LoadWeights {
+                path: tensors_path.clone(),
+                source,
+            }
+        })?;
+    Ok((state, tensors))
+}
+
+struct CardInputs<'a> {
+    options: &'a FinetuneOptions,
+    files: &'a [data::DataFile],
+    validation_file: Option<&'a data::DataFile>,
+    train: &'a [PairRow],
+    validation: &'a [PairRow],
+    test_counts: [usize; 3],
+    state: &'a CheckpointState,
+    total_steps: usize,
+    per_epoch: usize,
+    stopped: &'a str,
+    pairs_per_second: f64,
+    lora: &'a LoraSettings,
+    started_seconds: f64,
+}
+
+fn model_card(inputs: CardInputs) -> serde_json::Value {
+    let options = inputs.options;
+    let hyper = &options.hyper;
+    let file_entry = |f: &data::DataFile, index: usize, role: &str| {
+        let used = inputs.train.iter().filter(|r| r.source == index).count();
+        serde_json::json!({
+            "file": f.path.file_name().map(|n| n.to_string_lossy().to_string()),
+            "sha256": f.sha256,
+            "rows": f.rows,
+            "classes": {"favor": f.classes[0], "against": f.classes[1], "none": f.classes[2]},
+            "rows_in_training_part": used,
+            "role": role,
+            "licence": options.licences.get(index).cloned().unwrap_or_else(|| "not stated".into()),
+        })
+    };
+    let mut data: Vec<serde_json::Value> = inputs
+        .files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| file_entry(f, i, "training"))
+        .collect();
+    if let Some(f) = inputs.validation_file {
+        data.push(file_entry(f, inputs.files.len(), "validation"));
+    }
+    let card = AdapterCard {
+        task: "stance".into(),
+        base: options.base.clone(),
+        lora: inputs.lora.clone(),
+        labels: Stance::ALL.iter().map(|s| s.to_string()).collect(),
+        max_tokens: hyper.max_tokens,
+        rest: serde_json::Map::new(),
+    };
+    let mut value = serde_json::to_value(&card).expect("this is a bug: card serialises");
+    let extra = serde_json::json!({
+        "input": "[CLS] target [SEP] paragraph [SEP], token types 0 then 1; mean pooling over all tokens; linear head",
+        "data": data,
+        "split": {
+            "method": "sha256 of the normalised text (lower case, whitespace collapsed): the same text is always in the same part",
+            "validation_per_mille": hyper.validation_per_mille,
+            "test_per_mille": hyper.test_per_mille,
+            "train_rows": inputs.train.len(),
+            "validation_rows_scored": inputs.validation.len(),
+            "test_rows": inputs.test_counts.iter().sum::<usize>(),
+            "test_classes": {"favor": inputs.test_counts[0], "against": inputs.test_counts[1], "none": inputs.test_counts[2]},
+        },
+        "hyperparameters": hyper,
+        "optimizer": "AdamW (beta1 0.9, beta2 0.999, eps 1e-8), linear warm-up then linear decay",
+        "threads": options.threads,
+        "command": options.command,
+        "training": {
+            "steps": inputs.state.step,
+            "planned_steps": inputs.total_steps,
+            "batches_per_epoch": inputs.per_epoch,
+            "pairs": inputs.state.step * hyper.batch * hyper.accumulate,
+            "mean_loss": if inputs.state.loss_count > 0 { inputs.state.loss_sum / inputs.state.loss_count as f64 } else { 0.0 },
+            "stopped": inputs.stopped,
+            "seconds": inputs.state.seconds,
+            "seconds_this_session": inputs.started_seconds,
+        },
+        "validation": {
+            "history": inputs.state.history,
+            "best_step": inputs.state.best_step,
+            "best_macro_f1": inputs.state.best_macro_f1,
+            "adapter_is": if inputs.state.best_step.is_some() { "the weights at best_step" } else { "the weights at the last step" },
+        },
+        "speed": {
+            "pairs_per_second": inputs.pairs_per_second,
+            "steps": inputs.state.step.saturating_sub(WARMUP_STEPS_EXCLUDED),
+            "seconds": inputs.state.timed_seconds,
+            "warmup_steps_excluded": WARMUP_STEPS_EXCLUDED,
+        },
+    });
+    if let (Some(map), serde_json::Value::Object(extra)) = (value.as_object_mut(), extra) {
+        map.extend(extra);
+    }
+    value
+}
+
+fn write_adapter(
+    folder: &Path,
+    tensors: &HashMap<String, Tensor>,
+    card: &serde_json::Value,
+) -> Result<()> {
+    let tensors: HashMap<String, Tensor> = tensors
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.to_dtype(DType::F32).unwrap_or_else(|_| v.clone()),
+            )
+        })
+        .collect();
+    save_tensors(&folder.join(WEIGHTS_FILE), &tensors)?;
+    let mut json = serde_json::to_vec_pretty(card).expect("this is a bug: card serialises");
+    json.push(b'\n');
+    write_atomic(&folder.join(CARD_FILE), &json)
+}
