@@ -13,6 +13,8 @@ mod common;
 mod encoder;
 #[path = "integration/eval.rs"]
 mod eval;
+#[path = "integration/finetune.rs"]
+mod finetune;
 #[path = "integration/models.rs"]
 mod models;
 #[path = "integration/train.rs"]

@@ -12,7 +12,7 @@ use stancer::input::{self, Paragraph, Source};
 use stancer::schema::Schema;
 
 use super::output::Output;
-use super::setup::{load_embedder, load_heads, notice};
+use super::setup::{load_embedder, load_heads, notice, StanceArgs};
 use super::ModelArgs;
 
 #[derive(Args, Debug)]
@@ -40,6 +40,8 @@ pub struct ClassifyArgs {
     /// a stance head.
     #[arg(long, value_name = "DIR")]
     head: Vec<PathBuf>,
+    #[command(flatten)]
+    stance: StanceArgs,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -109,7 +111,14 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
     }
 
     let (embedder, resolved) = load_embedder(&args.model)?;
-    let heads = load_heads(&embedder, &resolved, &schema, &args.head)?;
+    let heads = load_heads(
+        &embedder,
+        &resolved,
+        &schema,
+        &args.head,
+        &args.stance,
+        &args.model,
+    )?;
     let mut classifier = Classifier::new(embedder, heads, &schema, &args.target)?;
     let mut writer = RecordWriter::new(format, classifier.target_ids());
     let progress = progress_bar(total, quiet);

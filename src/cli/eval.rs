@@ -13,7 +13,7 @@ use stancer::head::linear::TrainOptions;
 use stancer::head::trained::EncoderRecord;
 use stancer::schema::Schema;
 
-use super::setup::{embed_cached, load_embedder, load_heads, notice};
+use super::setup::{embed_cached, load_embedder, load_heads, notice, StanceArgs};
 use super::ModelArgs;
 
 #[derive(Args, Debug)]
@@ -57,6 +57,8 @@ pub struct EvalArgs {
     #[arg(long)]
     cache: bool,
     #[command(flatten)]
+    stance: StanceArgs,
+    #[command(flatten)]
     model: ModelArgs,
 }
 
@@ -91,6 +93,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     };
 
     let run = Run {
+        stance: args.stance.clone(),
         cv: args.cv,
         cache: args.cache,
         seed: args.seed,
@@ -205,6 +208,7 @@ fn display_list(files: &[PathBuf]) -> String {
 
 /// How a configuration is run.
 struct Run {
+    stance: StanceArgs,
     cv: Option<usize>,
     cache: bool,
     seed: u64,
@@ -261,7 +265,7 @@ fn run_configuration(
         };
         return Ok((configuration, None));
     }
-    let heads = load_heads(&embedder, &resolved, schema, head_dirs)?;
+    let heads = load_heads(&embedder, &resolved, schema, head_dirs, &run.stance, model)?;
     let embeddings = if run.cache {
         embed_cached(&embedder, &resolved, &texts, model.quiet)?
     } else {

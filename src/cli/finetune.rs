@@ -109,6 +109,9 @@ pub struct FinetuneArgs {
     /// Write each step's row ids to this file (for side-by-side speed comparisons).
     #[arg(long, value_name = "FILE", hide = true)]
     batches_out: Option<PathBuf>,
+    /// Stop right after the checkpoint of step N, as a kill would (tests of --resume).
+    #[arg(long, value_name = "N", hide = true)]
+    stop_at_step: Option<usize>,
     /// No progress output on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -191,7 +194,10 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
         checkpoint_every: args.checkpoint_every,
         batches_out: args.batches_out.clone(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        stop_at_step: args.stop_at_step,
     };
+    // On a terminal the bar shows progress; in a log, a line every 50 steps does.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
 
     let bar = indicatif::ProgressBar::hidden();
     let mut smoothed: Option<f64> = None;
@@ -240,6 +246,9 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
             rate = Some(r);
             bar.set_position(step as u64);
             bar.set_message(format!("loss {s:.3}  {r:.1} pairs/s"));
+            if !terminal && step % 50 == 0 {
+                notice(quiet, &format!("step {step}: loss {s:.3}, {r:.1} pairs/s"));
+            }
         }
         Event::Validation {
             step,

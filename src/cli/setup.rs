@@ -24,9 +24,71 @@ pub fn resolve_model(args: &ModelArgs) -> anyhow::Result<ResolvedModel> {
 /// Resolves and loads the model that the flags name.
 pub fn load_embedder(args: &ModelArgs) -> anyhow::Result<(Embedder, ResolvedModel)> {
     let resolved = resolve_model(args)?;
+    let options = load_options(args, &resolved)?;
+    let (device, dtype) = (options.device, options.dtype);
+    let embedder = Embedder::load_engine(&resolved, &device, dtype, args.engine)
+        .with_context(|| format!("cannot load model '{}'", resolved.name))?
+        .batch_tokens(args.batch_tokens);
+    Ok((embedder, resolved))
+}
+
+/// `--stance`: the model that scores each (target, paragraph) pair.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StanceArgs {
+    /// The stance model: a stance model name (see `stancer models list`), an adapter folder
+    /// written by `stancer finetune`, or `prototype` for the zero-shot prototype head on the
+    /// encoder's vectors. A trained stance head given with --head takes precedence.
+    #[arg(long, value_name = "NAME|DIR|prototype", default_value = stancer::model::adapter::DEFAULT_STANCE)]
+    pub stance: String,
+}
+
+/// The heads for a run: trained heads from `--head` folders where given, zero-shot otherwise;
+/// the stance model of `--stance` unless a trained stance head replaces it.
+pub fn load_heads(
+    embedder: &Embedder,
+    model: &ResolvedModel,
+    schema: &stancer::schema::Schema,
+    head_dirs: &[std::path::PathBuf],
+    stance: &StanceArgs,
+    model_args: &ModelArgs,
+) -> anyhow::Result<stancer::head::Heads> {
+    let spec = stancer::model::adapter::StanceSpec::parse(&stance.stance)?;
+    let mut heads = stancer::head::Heads::zero_shot(embedder, schema)?;
+    if let Some(adapter) = spec.load()? {
+        let quiet = model_args.quiet;
+        // The stance model runs where and as the encoder runs; on the encoder's own weights
+        // (a variant of the adapter's base) it takes the encoder's matrix precision too.
+        let base = if model.weights_checksum()? == adapter.card.base.sha256 {
+            model.clone()
+        } else {
+            let base = ModelSpec::parse(Some(&adapter.card.base.name))?;
+            base.resolve(&mut |line| notice(quiet, line))?
+        };
+        let options = load_options(model_args, &base)?;
+        let name = spec.name();
+        let head = stancer::head::cross_encoder::load(&adapter, &base, &options, &name)
+            .with_context(|| format!("cannot load stance model '{name}'"))?
+            .batch_tokens(model_args.batch_tokens);
+        heads.stance = Box::new(head);
+        heads.kind = format!("zero-shot theme + {name} stance");
+    }
+    if head_dirs.is_empty() {
+        return Ok(heads);
+    }
+    let checksum = model.weights_checksum()?;
+    let trained = head_dirs
+        .iter()
+        .map(|dir| TrainedHead::load(dir, &model.name, &checksum))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(heads.with_trained(trained))
+}
+
+/// Device, dtype, engine and matrix precision for a model, from the flags and its manifest.
+pub fn load_options(
+    args: &ModelArgs,
+    resolved: &ResolvedModel,
+) -> anyhow::Result<stancer::model::LoadOptions> {
     let quiet = args.quiet;
-    // A CPU-only variant (int8 or bf16 products) runs on the CPU when the device is left to
-    // `auto`; asked for a GPU explicitly, loading says why it cannot.
     let choice = match (args.device, resolved.matmul) {
         (stancer::device::DeviceChoice::Auto, matmul) if matmul != stancer::model::Matmul::F32 => {
             stancer::device::DeviceChoice::Cpu
@@ -41,29 +103,13 @@ pub fn load_embedder(args: &ModelArgs) -> anyhow::Result<(Embedder, ResolvedMode
         .unwrap_or_else(|| "f32".into());
     let dtype = stancer::device::parse_dtype(&dtype_name)
         .map_err(|message| stancer::Error::Usage { message })?;
-    let embedder = Embedder::load_engine(&resolved, &device, dtype, args.engine)
-        .with_context(|| format!("cannot load model '{}'", resolved.name))?
-        .batch_tokens(args.batch_tokens);
-    Ok((embedder, resolved))
-}
-
-/// The heads for a run: trained heads from `--head` folders where given, zero-shot otherwise.
-pub fn load_heads(
-    embedder: &Embedder,
-    model: &ResolvedModel,
-    schema: &stancer::schema::Schema,
-    head_dirs: &[std::path::PathBuf],
-) -> anyhow::Result<stancer::head::Heads> {
-    let heads = stancer::head::Heads::zero_shot(embedder, schema)?;
-    if head_dirs.is_empty() {
-        return Ok(heads);
-    }
-    let checksum = model.weights_checksum()?;
-    let trained = head_dirs
-        .iter()
-        .map(|dir| TrainedHead::load(dir, &model.name, &checksum))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(heads.with_trained(trained))
+    Ok(stancer::model::LoadOptions {
+        pooling: resolved.pooling,
+        device,
+        dtype,
+        engine: args.engine,
+        matmul: resolved.matmul,
+    })
 }
 
 /// Embeds passages through the on-disk cache (keyed by the encoder and its settings).

@@ -109,6 +109,9 @@ pub struct FinetuneOptions {
     pub batches_out: Option<PathBuf>,
     /// The command line, for the model card.
     pub command: String,
+    /// Stop right after the checkpoint of this step, as a kill would after it (tests of
+    /// `--resume`).
+    pub stop_at_step: Option<usize>,
 }
 
 /// What the loop tells its caller as it goes.
@@ -479,10 +482,16 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
                 break;
             }
         }
-        if state.step % options.checkpoint_every.max(1) == 0 || last {
+        let interrupt = options.stop_at_step == Some(state.step);
+        if state.step % options.checkpoint_every.max(1) == 0 || last || interrupt {
             state.seconds = seconds_before + session_started.elapsed().as_secs_f64();
             save_checkpoint(&checkpoint_dir, &state, &model, &adam, best.as_ref())?;
             events(Event::Checkpoint { step: state.step });
+        }
+        if interrupt {
+            return Err(Error::Usage {
+                message: format!("interrupted after step {} (--stop-at-step)", state.step),
+            });
         }
     }
     state.seconds = seconds_before + session_started.elapsed().as_secs_f64();

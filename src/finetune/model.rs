@@ -308,11 +308,18 @@ impl TrainModel {
         &self.vars
     }
 
-    /// The trained tensors' current values, by adapter name.
+    /// A copy of the trained tensors' current values, by adapter name. A copy, not a view:
+    /// `Var::set` writes in place, so a view kept as "the best weights" would follow training.
     pub fn tensors(&self) -> HashMap<String, Tensor> {
         self.vars
             .iter()
-            .map(|(name, var)| (name.clone(), var.as_tensor().detach()))
+            .map(|(name, var)| {
+                let copy = var
+                    .as_tensor()
+                    .copy()
+                    .expect("this is a bug: a tensor copies");
+                (name.clone(), copy)
+            })
             .collect()
     }
 
@@ -390,7 +397,7 @@ impl TrainModel {
             .forward(&(layer.attention_output.forward(&context)? + xs)?)?;
         let inner = layer.intermediate.forward(&attended)?;
         let inner = match self.activation {
-            Activation::Gelu => inner.gelu_erf()?,
+            Activation::Gelu => ops::gelu_erf(&inner)?,
             Activation::GeluApproximate => inner.gelu()?,
             Activation::Relu => inner.relu()?,
         };

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::model::packed::{f32x16, kernels};
+
 fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, name: &str) -> Result<&'a [f32]> {
     let data = match storage {
         CpuStorage::F32(data) => data.as_slice(),
@@ -27,21 +29,81 @@ fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, name: &str) -> Result
 
 /// `x · W^T + b` with W and b frozen.
 pub struct FrozenLinear {
-    /// W transposed, (inputs, outputs), row-major.
-    weight_t: Vec<f32>,
-    /// W, (outputs, inputs), for the backward product.
-    weight: Tensor,
+    forward: Product,
+    /// W itself, the matrix of the backward product `grad · W`.
+    backward: Product,
     bias: Vec<f32>,
     inputs: usize,
     outputs: usize,
 }
 
+/// A frozen `(inputs, outputs)` matrix for `out += x · M`: packed once for the AVX-512 kernel,
+/// or kept row-major for gemm where the CPU lacks it.
+enum Product {
+    Packed(f32x16::Weights),
+    Plain(Vec<f32>),
+}
+
+impl Product {
+    fn new(matrix: Vec<f32>, inputs: usize, outputs: usize) -> Self {
+        if f32x16::available() {
+            Product::Packed(f32x16::Weights::pack(&matrix, inputs, outputs))
+        } else {
+            Product::Plain(matrix)
+        }
+    }
+
+    /// `out (rows x outputs) += x (rows x inputs) · M`, row blocks spread over the threads
+    /// (no sum crosses threads, so the bits do not depend on the split).
+    fn apply(&self, x: &[f32], out: &mut [f32], inputs: usize, outputs: usize) {
+        let rows = x.len() / inputs;
+        let block = rows
+            .div_ceil(rayon::current_num_threads().max(1) * 4)
+            .max(16);
+        out.par_chunks_mut(block * outputs)
+            .zip(x.par_chunks(block * inputs))
+            .for_each(|(out, x)| {
+                let m = x.len() / inputs;
+                match self {
+                    Product::Packed(weights) => weights.forward_add(x, m, out),
+                    // SAFETY: out is m x outputs, x is m x inputs and the matrix inputs x
+                    // outputs, all row-major and contiguous, as sized above.
+                    Product::Plain(matrix) => unsafe {
+                        gemm::gemm(
+                            m,
+                            outputs,
+                            inputs,
+                            out.as_mut_ptr(),
+                            1,
+                            outputs as isize,
+                            true,
+                            x.as_ptr(),
+                            1,
+                            inputs as isize,
+                            matrix.as_ptr(),
+                            1,
+                            outputs as isize,
+                            1.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    },
+                }
+            });
+    }
+}
+
 impl FrozenLinear {
     pub fn new(weight: &Tensor, bias: &Tensor) -> Result<Arc<Self>> {
         let (outputs, inputs) = weight.dims2()?;
+        let weight_t = weight.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let plain = weight.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         Ok(Arc::new(Self {
-            weight_t: weight.t()?.contiguous()?.flatten_all()?.to_vec1::<f32>()?,
-            weight: weight.contiguous()?,
+            forward: Product::new(weight_t, inputs, outputs),
+            backward: Product::new(plain, outputs, inputs),
             bias: bias.to_vec1::<f32>()?,
             inputs,
             outputs,
@@ -49,7 +111,7 @@ impl FrozenLinear {
     }
 
     pub fn forward(self: &Arc<Self>, xs: &Tensor) -> Result<Tensor> {
-        xs.apply_op1(FrozenLinearOp(self.clone()))
+        xs.contiguous()?.apply_op1(FrozenLinearOp(self.clone()))
     }
 }
 
@@ -72,44 +134,10 @@ impl CustomOp1 for FrozenLinearOp {
         }
         let rows = x.len() / this.inputs;
         let mut out = vec![0f32; rows * this.outputs];
-        // Row blocks over the threads, each a single-threaded product (no reduction crosses
-        // threads, so the bits do not depend on the thread count's scheduling).
-        let block = rows
-            .div_ceil(rayon::current_num_threads().max(1) * 4)
-            .max(16);
-        out.par_chunks_mut(block * this.outputs)
-            .zip(x.par_chunks(block * this.inputs))
-            .for_each(|(out, x)| {
-                let m = x.len() / this.inputs;
-                for row in out.chunks_exact_mut(this.outputs) {
-                    row.copy_from_slice(&this.bias);
-                }
-                // SAFETY: out is m x outputs, x is m x inputs and weight_t inputs x outputs,
-                // all row-major and contiguous, as sized above.
-                unsafe {
-                    gemm::gemm(
-                        m,
-                        this.outputs,
-                        this.inputs,
-                        out.as_mut_ptr(),
-                        1,
-                        this.outputs as isize,
-                        true,
-                        x.as_ptr(),
-                        1,
-                        this.inputs as isize,
-                        this.weight_t.as_ptr(),
-                        1,
-                        this.outputs as isize,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-            });
+        for row in out.chunks_exact_mut(this.outputs) {
+            row.copy_from_slice(&this.bias);
+        }
+        this.forward.apply(x, &mut out, this.inputs, this.outputs);
         let mut shape = dims.to_vec();
         *shape.last_mut().expect("checked above") = this.outputs;
         Ok((CpuStorage::F32(out), Shape::from(shape)))
@@ -117,12 +145,12 @@ impl CustomOp1 for FrozenLinearOp {
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let this = &self.0;
-        let rows = grad_res.elem_count() / this.outputs;
-        let grad = grad_res
-            .reshape((rows, this.outputs))?
-            .matmul(&this.weight)?
-            .reshape(arg.shape())?;
-        Ok(Some(grad))
+        let grad = grad_res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let rows = grad.len() / this.outputs;
+        let mut dx = vec![0f32; rows * this.inputs];
+        this.backward
+            .apply(&grad, &mut dx, this.outputs, this.inputs);
+        Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
     }
 }
 
@@ -145,15 +173,9 @@ impl CustomOp1 for Softmax {
         out.par_chunks_mut(width * 64)
             .zip(x.par_chunks(width * 64))
             .for_each(|(out, x)| {
-                for (o, x) in out.chunks_exact_mut(width).zip(x.chunks_exact(width)) {
-                    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0f32;
-                    for (o, &v) in o.iter_mut().zip(x) {
-                        *o = (v - max).exp();
-                        sum += *o;
-                    }
-                    let inverse = 1.0 / sum;
-                    o.iter_mut().for_each(|o| *o *= inverse);
+                out.copy_from_slice(x);
+                for row in out.chunks_exact_mut(width) {
+                    kernels::softmax(row);
                 }
             });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
@@ -180,6 +202,36 @@ impl CustomOp1 for Softmax {
                 }
             });
         Ok(Some(Tensor::from_vec(dx, res.shape(), res.device())?))
+    }
+}
+
+/// The exact (erf) GELU.
+pub fn gelu_erf(xs: &Tensor) -> Result<Tensor> {
+    xs.contiguous()?.apply_op1(Gelu)
+}
+
+struct Gelu;
+
+impl CustomOp1 for Gelu {
+    fn name(&self) -> &'static str {
+        "gelu-erf"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(storage, layout, "gelu")?;
+        let mut out = x.to_vec();
+        out.par_chunks_mut(4096).for_each(kernels::gelu_erf);
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let x = arg.flatten_all()?.to_vec1::<f32>()?;
+        let g = grad_res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut(4096)
+            .zip(x.par_chunks(4096).zip(g.par_chunks(4096)))
+            .for_each(|(dx, (x, g))| kernels::gelu_erf_backward(x, g, dx));
+        Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
     }
 }
 
@@ -356,6 +408,24 @@ mod tests {
         });
         assert!(max_difference(&y1, &y2) < 1e-6);
         assert!(max_difference(&g1, &g2) < 1e-6);
+    }
+
+    #[test]
+    fn gelu_matches_candle_forward_and_backward() {
+        let x = (random(&[5, 40], 11) * 5.0).unwrap();
+        let weights = random(&[5, 40], 12);
+        let (y1, g1) = value_and_gradient(&x, &weights, |x| gelu_erf(x).unwrap());
+        let (y2, g2) = value_and_gradient(&x, &weights, |x| x.gelu_erf().unwrap());
+        assert!(
+            max_difference(&y1, &y2) < 1e-5,
+            "{}",
+            max_difference(&y1, &y2)
+        );
+        assert!(
+            max_difference(&g1, &g2) < 1e-5,
+            "{}",
+            max_difference(&g1, &g2)
+        );
     }
 
     #[test]

@@ -144,3 +144,28 @@ impl StanceHead for CrossEncoderStance {
         )
     }
 }
+
+/// Loads a stance model: its adapter merged into the base model's matrices, on the engine and
+/// in the precision `options` give, with the base model's tokenizer at the length the adapter
+/// was trained on. The base must be the one the adapter names (checked by sha256).
+pub fn load(
+    adapter: &crate::model::adapter::Adapter,
+    base: &crate::model::fetch::ResolvedModel,
+    options: &crate::model::LoadOptions,
+    name: &str,
+) -> Result<CrossEncoderStance> {
+    adapter.check_base(&base.name, &base.weights_checksum()?)?;
+    let max_tokens = adapter.card.max_tokens;
+    let tokenizer = TextTokenizer::load(&base.files.tokenizer, max_tokens)?;
+    let model = crate::model::BertEncoder::load_weights(&base.files, Some(adapter), options)?;
+    if max_tokens > model.max_positions() {
+        return Err(Error::Usage {
+            message: format!(
+                "stance model '{name}' was trained on {max_tokens} tokens, more than its base \
+                 model's {} positions",
+                model.max_positions()
+            ),
+        });
+    }
+    CrossEncoderStance::new(tokenizer, Box::new(model), name)
+}

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+#[path = "builtin_stance.rs"]
+mod builtin_stance;
+
 use super::bert::BertConfig;
 use super::Classifier;
 use crate::error::{Error, Result};
@@ -59,6 +62,121 @@ pub struct AdapterCard {
     pub max_tokens: usize,
     #[serde(flatten)]
     pub rest: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What `--stance` names: the prototype head on the encoder's vectors, or a stance model (an
+/// adapter on a base model) by name or folder.
+#[derive(Debug, Clone)]
+pub enum StanceSpec {
+    Prototype,
+    Builtin(&'static BuiltinAdapter),
+    Folder(PathBuf),
+}
+
+/// A stance model compiled into the binary: its manifest and the two files' bytes.
+#[derive(Debug)]
+pub struct BuiltinAdapter {
+    pub name: &'static str,
+    pub manifest: &'static str,
+    pub weights: &'static [u8],
+    pub card: &'static [u8],
+}
+
+/// The manifest of a stance model (`models/NAME.toml` with `task = "stance"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StanceManifest {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub task: String,
+    /// The base model's manifest name.
+    pub base: String,
+    pub adapter: AdapterFiles,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterFiles {
+    /// The folder with adapter.safetensors and card.json, relative to the manifest.
+    pub folder: String,
+    /// sha256 of adapter.safetensors.
+    pub sha256: String,
+    /// sha256 of card.json.
+    pub card_sha256: String,
+}
+
+/// The stance models shipped with stancer.
+pub const BUILTIN_STANCE: &[BuiltinAdapter] = builtin_stance::MODELS;
+
+/// The stance model used when `--stance` is not given.
+pub const DEFAULT_STANCE: &str = builtin_stance::DEFAULT;
+
+impl StanceSpec {
+    /// Interprets a `--stance` argument.
+    pub fn parse(argument: &str) -> Result<Self> {
+        if argument == "prototype" {
+            return Ok(StanceSpec::Prototype);
+        }
+        if let Some(builtin) = BUILTIN_STANCE.iter().find(|b| b.name == argument) {
+            return Ok(StanceSpec::Builtin(builtin));
+        }
+        let path = Path::new(argument);
+        if path.is_dir() {
+            return Ok(StanceSpec::Folder(path.to_path_buf()));
+        }
+        let known: Vec<&str> = BUILTIN_STANCE.iter().map(|b| b.name).collect();
+        Err(Error::Usage {
+            message: format!(
+                "--stance {argument}: not a stance model name ({}), an adapter folder from \
+                 `stancer finetune`, or `prototype`",
+                if known.is_empty() {
+                    "none built in".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        })
+    }
+
+    /// The adapter, read and verified (a built-in one against its manifest's checksums).
+    pub fn load(&self) -> Result<Option<Adapter>> {
+        match self {
+            StanceSpec::Prototype => Ok(None),
+            StanceSpec::Folder(folder) => Adapter::load(folder).map(Some),
+            StanceSpec::Builtin(builtin) => {
+                let origin = PathBuf::from(format!("builtin:{}", builtin.name));
+                let manifest: StanceManifest =
+                    toml::from_str(builtin.manifest).map_err(|e| Error::Manifest {
+                        path: origin.clone(),
+                        message: e.to_string(),
+                    })?;
+                for (bytes, expected, file) in [
+                    (builtin.weights, &manifest.adapter.sha256, WEIGHTS_FILE),
+                    (builtin.card, &manifest.adapter.card_sha256, CARD_FILE),
+                ] {
+                    let actual = crate::model::fetch::sha256_bytes(bytes);
+                    if &actual != expected {
+                        return Err(Error::Checksum {
+                            path: origin.join(file),
+                            model: builtin.name.to_string(),
+                            expected: expected.clone(),
+                            actual,
+                        });
+                    }
+                }
+                Adapter::from_bytes(builtin.weights, builtin.card, &origin).map(Some)
+            }
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            StanceSpec::Prototype => "prototype".into(),
+            StanceSpec::Builtin(builtin) => builtin.name.into(),
+            StanceSpec::Folder(folder) => folder.display().to_string(),
+        }
+    }
 }
 
 /// A loaded adapter.

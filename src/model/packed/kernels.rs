@@ -167,6 +167,19 @@ dispatch! {
 }
 
 dispatch! {
+    /// The gradient through the exact GELU: `grad * (Φ(x) + x φ(x))`, with Φ the normal CDF
+    /// and φ its density, into `out` (training).
+    fn gelu_erf_backward(xs: &[f32], grads: &[f32], out: &mut [f32]) {
+        const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+        for ((o, &v), &g) in out.iter_mut().zip(xs).zip(grads) {
+            let cdf = 0.5 * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+            let density = FRAC_1_SQRT_2PI * exp(-0.5 * v * v);
+            *o = g * (cdf + v * density);
+        }
+    }
+}
+
+dispatch! {
     /// The tanh approximation of GELU, in place.
     fn gelu_tanh(xs: &mut [f32]) {
         const SQRT_2_OVER_PI: f32 = 0.797_884_6;

@@ -657,7 +657,7 @@ pub mod profile {
 
 mod attention;
 mod bf16;
-mod f32x16;
+pub(crate) mod f32x16;
 mod int8;
 pub(crate) mod kernels;
 mod tiles;

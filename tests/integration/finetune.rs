@@ -1,0 +1,493 @@
+//! `stancer finetune` and stance models (issue 12): the merged adapter equals the training
+//! forward on both engines, runs are repeatable and resume exactly, bad input is one line and
+//! exit 2, and training on real data beats the untrained model.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use stancer::finetune::model::{TrainModel, Unfreeze, LORA_TARGETS};
+use stancer::model::adapter::{Adapter, AdapterCard, BaseModel, LoraSettings};
+use stancer::model::{Batch, BertEncoder, Engine, LoadOptions, Matmul, Model, ModelFiles};
+use stancer::tokenize::TextTokenizer;
+
+use crate::common::{max_abs_difference, stancer, tiny, tiny_model_folder};
+
+const PAIRS: &[(&str, &str)] = &[
+    ("china", "the china and russia alignment is strong"),
+    ("peace in ukraine", "the west will broker a durable peace"),
+    ("war", "war"),
+    ("russia", "the great power threat of russia to ukraine is not a strong alignment of the west and china in the war"),
+];
+
+/// A training model on `folder`'s base weights with every LoRA B set to random values, so the
+/// adapter changes the forward; and the adapter built from it.
+fn trained_and_adapter(folder: &Path, rank: usize) -> (TrainModel, Adapter) {
+    let files = ModelFiles::in_folder(folder);
+    let config = stancer::model::read_bert_config(&files.config).unwrap();
+    let base = candle_core::safetensors::load(&files.weights, &Device::Cpu).unwrap();
+    let lora = LoraSettings {
+        rank,
+        alpha: 2.0 * rank as f64,
+        targets: LORA_TARGETS.iter().map(|s| s.to_string()).collect(),
+    };
+    let model = TrainModel::new(
+        &base,
+        &config,
+        &lora,
+        Unfreeze::default(),
+        3,
+        5,
+        &Device::Cpu,
+    )
+    .unwrap();
+    for (i, (name, var)) in model.vars().iter().enumerate() {
+        if name.ends_with(".lora_b") {
+            let count = var.as_tensor().elem_count();
+            let fixed: Vec<f32> = (0..count)
+                .map(|k| (((k * 31 + i * 17) % 23) as f32 - 11.0) * 0.004)
+                .collect();
+            var.set(&Tensor::from_vec(fixed, var.as_tensor().shape(), &Device::Cpu).unwrap())
+                .unwrap();
+        }
+    }
+    let card = AdapterCard {
+        task: "stance".into(),
+        base: BaseModel {
+            name: "test".into(),
+            sha256: stancer::model::fetch::sha256_file(&files.weights).unwrap(),
+        },
+        lora,
+        labels: vec!["favor".into(), "against".into(), "none".into()],
+        max_tokens: config.max_position_embeddings,
+        rest: serde_json::Map::new(),
+    };
+    let adapter = Adapter::from_tensors(card, model.tensors()).unwrap();
+    (model, adapter)
+}
+
+fn pair_batch(folder: &Path, max_tokens: usize) -> Batch {
+    let tokenizer = TextTokenizer::load(&folder.join("tokenizer.json"), max_tokens).unwrap();
+    let sequences = tokenizer.tokenize_pairs_truncated(PAIRS).unwrap();
+    let refs: Vec<_> = sequences.iter().collect();
+    Batch::from_sequences(&refs)
+}
+
+fn merged(folder: &Path, adapter: &Adapter, engine: Engine, matmul: Matmul) -> BertEncoder {
+    let options = LoadOptions {
+        engine,
+        matmul,
+        ..LoadOptions::default()
+    };
+    BertEncoder::load_weights(&ModelFiles::in_folder(folder), Some(adapter), &options).unwrap()
+}
+
+fn flat(rows: &[Vec<f32>]) -> Vec<f32> {
+    rows.iter().flatten().copied().collect()
+}
+
+#[test]
+fn tiny_merged_adapter_on_both_engines_equals_the_unmerged_training_forward() {
+    let folder = tiny_model_folder();
+    let (model, adapter) = trained_and_adapter(folder, 4);
+    let batch = pair_batch(folder, 64);
+    // Pairs have two segments: both type ids occur.
+    assert!(batch.type_ids.contains(&0) && batch.type_ids.contains(&1));
+    let expected = model.forward(&batch).unwrap().to_vec2::<f32>().unwrap();
+    for engine in [Engine::Packed, Engine::Candle] {
+        let logits = merged(folder, &adapter, engine, Matmul::F32)
+            .predict(&batch)
+            .unwrap();
+        let difference = max_abs_difference(&flat(&logits), &flat(&expected));
+        assert!(difference <= 1e-4, "{engine:?}: {difference}");
+    }
+    // The update changed the model: the base with only the head differs.
+    let (base_model, _) = {
+        let files = ModelFiles::in_folder(folder);
+        let config = stancer::model::read_bert_config(&files.config).unwrap();
+        let base = candle_core::safetensors::load(&files.weights, &Device::Cpu).unwrap();
+        let lora = adapter.card.lora.clone();
+        (
+            TrainModel::new(
+                &base,
+                &config,
+                &lora,
+                Unfreeze::default(),
+                3,
+                5,
+                &Device::Cpu,
+            )
+            .unwrap(),
+            (),
+        )
+    };
+    let untouched = base_model
+        .forward(&batch)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    assert!(max_abs_difference(&flat(&untouched), &flat(&expected)) > 1e-3);
+}
+
+#[test]
+fn tiny_merged_adapter_is_batch_invariant_and_runs_in_every_precision() {
+    let folder = tiny_model_folder();
+    let (_, adapter) = trained_and_adapter(folder, 2);
+    let batch = pair_batch(folder, 64);
+    let f32_model = merged(folder, &adapter, Engine::Auto, Matmul::F32);
+    let together = f32_model.predict(&batch).unwrap();
+    for i in 0..batch.len() {
+        let range = batch.range(i);
+        let alone = Batch::new([(
+            &batch.ids[range.clone()],
+            Some(&batch.type_ids[range.clone()]),
+        )]);
+        assert_eq!(
+            f32_model.predict(&alone).unwrap()[0],
+            together[i],
+            "pair {i}"
+        );
+    }
+    for matmul in [Matmul::Int8, Matmul::Bf16] {
+        let logits = merged(folder, &adapter, Engine::Packed, matmul)
+            .predict(&batch)
+            .unwrap();
+        let difference = max_abs_difference(&flat(&logits), &flat(&together));
+        let scale = flat(&together).iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(
+            difference <= 0.05 * scale.max(1.0),
+            "{matmul:?}: {difference}"
+        );
+    }
+}
+
+fn write_pairs(dir: &Path, name: &str, rows: &[(&str, &str, &str)]) -> String {
+    let path = dir.join(name);
+    let text: String = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (text, target, stance))| {
+            serde_json::json!({"id": format!("r{i}"), "text": text, "target": target, "stance": stance})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn tiny_rows() -> Vec<(String, String, String)> {
+    let words = [
+        "china",
+        "russia",
+        "peace",
+        "war",
+        "ukraine",
+        "west",
+        "alignment",
+        "threat",
+    ];
+    (0..48)
+        .map(|i| {
+            let text = format!(
+                "the {} and {} of {} is {} {}",
+                words[i % 8],
+                words[(i / 8) % 8],
+                words[(i * 3) % 8],
+                if i % 2 == 0 { "strong" } else { "not strong" },
+                i
+            );
+            let target = words[(i * 5) % 8].to_string();
+            let stance = ["favor", "against", "none"][i % 3].to_string();
+            (text, target, stance)
+        })
+        .collect()
+}
+
+fn finetune(dir: &Path, data: &str, out: &str, extra: &[&str]) -> std::process::Output {
+    let mut command = stancer();
+    command.current_dir(dir).args([
+        "finetune",
+        data,
+        "--base",
+        tiny(),
+        "--out",
+        out,
+        "--max-steps",
+        "6",
+        "--batch",
+        "4",
+        "--rank",
+        "2",
+        "--max-tokens",
+        "48",
+        "--eval-every",
+        "3",
+        "--val-fraction",
+        "0.2",
+        "--test-fraction",
+        "0",
+        "--threads",
+        "2",
+        "-q",
+    ]);
+    command.args(extra).output().unwrap()
+}
+
+#[test]
+fn finetune_is_repeatable_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = tiny_rows();
+    let borrowed: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+        .collect();
+    let data = write_pairs(dir.path(), "pairs.jsonl", &borrowed);
+    // Compared by digest: a failure prints two lines, not two files' bytes.
+    let read = |out: &str| {
+        stancer::model::fetch::sha256_file(&dir.path().join(out).join("adapter.safetensors"))
+            .unwrap()
+    };
+
+    let first = finetune(dir.path(), &data, "a", &[]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let second = finetune(dir.path(), &data, "b", &[]);
+    assert!(second.status.success());
+    assert_eq!(
+        read("a"),
+        read("b"),
+        "same data, seed and threads: same adapter bytes"
+    );
+
+    // Killed after step 4's checkpoint, then resumed: the same adapter as the whole run.
+    let interrupted = finetune(dir.path(), &data, "c", &["--stop-at-step", "4"]);
+    assert_eq!(interrupted.status.code(), Some(2));
+    assert!(!dir.path().join("c/adapter.safetensors").exists());
+    let resumed = finetune(dir.path(), &data, "c", &["--resume"]);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_eq!(
+        read("a"),
+        read("c"),
+        "a resumed run ends where the whole run ends"
+    );
+
+    // The card names the base, every file with its sha256, the settings and the scores.
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("a/card.json")).unwrap()).unwrap();
+    let sha = stancer::model::fetch::sha256_file(Path::new(&data)).unwrap();
+    assert_eq!(card["data"][0]["sha256"], sha);
+    assert_eq!(card["hyperparameters"]["seed"], 0);
+    assert_eq!(card["lora"]["rank"], 2);
+    assert!(card["validation"]["history"].as_array().unwrap().len() >= 2);
+    assert!(card["speed"]["pairs_per_second"].as_f64().unwrap() > 0.0);
+
+    // Resuming with other settings is refused.
+    let other = finetune(dir.path(), &data, "c", &["--resume", "--lr", "1e-3"]);
+    assert_eq!(other.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&other.stderr).contains("other data or settings"));
+}
+
+#[test]
+fn finetune_bad_input_is_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "no target",
+            "{\"id\": \"a\", \"text\": \"the war\", \"stance\": \"favor\"}\n".into(),
+            "has no \"target\"",
+        ),
+        (
+            "unknown label",
+            "{\"id\": \"a\", \"text\": \"the war\", \"target\": \"war\", \"stance\": \"neutral\"}\n".into(),
+            "unknown stance 'neutral'",
+        ),
+        (
+            "one class",
+            (0..20)
+                .map(|i| format!("{{\"text\": \"the war {i}\", \"target\": \"war\", \"stance\": \"favor\"}}\n"))
+                .collect(),
+            "only one class",
+        ),
+        ("empty", String::new(), "no rows"),
+    ];
+    for (name, text, expected) in cases {
+        let path = dir.path().join(format!("{}.jsonl", name.replace(' ', "-")));
+        std::fs::write(&path, text).unwrap();
+        let output = finetune(dir.path(), path.to_str().unwrap(), "out", &[]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{name}: {stderr}");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
+}
+
+#[test]
+fn an_adapter_made_for_another_base_is_refused_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = tiny_rows();
+    let borrowed: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+        .collect();
+    let data = write_pairs(dir.path(), "pairs.jsonl", &borrowed);
+    assert!(finetune(dir.path(), &data, "adapter", &[]).status.success());
+    // The card now names a base of the same architecture with other weights.
+    let other = dir.path().join("other-base");
+    stancer::testkit::write_tiny_bert(&other, 99).unwrap();
+    let card_path = dir.path().join("adapter/card.json");
+    let mut card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&card_path).unwrap()).unwrap();
+    card["base"]["name"] = other.to_str().unwrap().into();
+    std::fs::write(&card_path, card.to_string()).unwrap();
+    let text = dir.path().join("doc.txt");
+    std::fs::write(&text, "The war in Ukraine is a threat.\n").unwrap();
+    let output = stancer()
+        .args([
+            "classify",
+            text.to_str().unwrap(),
+            "--model",
+            other.to_str().unwrap(),
+        ])
+        .args([
+            "--stance",
+            dir.path().join("adapter").to_str().unwrap(),
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("the adapter was trained on"), "{stderr}");
+
+    // On its own base it scores pairs, and the scores do not depend on the batch.
+    let output = stancer()
+        .args([
+            "classify",
+            text.to_str().unwrap(),
+            "--model",
+            tiny(),
+            "--format",
+            "jsonl",
+        ])
+        .args([
+            "--stance",
+            dir.path().join("adapter").to_str().unwrap(),
+            "-q",
+        ])
+        .args(["--target", "peace in ukraine"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(output.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    let scores = &record["stance"]["peace in ukraine"]["scores"];
+    let sum: f64 = ["favor", "against", "none"]
+        .iter()
+        .map(|k| scores[k].as_f64().unwrap())
+        .sum();
+    assert!((sum - 1.0).abs() < 1e-4, "{record}");
+}
+
+/// Rows of a real stance file, the first `n` of each label.
+fn real_rows(path: &Path, per_label: usize) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|row| {
+            let label = row["stance"].as_str().unwrap().to_lowercase();
+            let count = counts.entry(label).or_default();
+            *count += 1;
+            *count <= per_label
+        })
+        .collect()
+}
+
+#[test]
+fn real_model_finetuning_raises_held_out_macro_f1_above_the_untrained_head() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/semeval2016-train.jsonl");
+    if !data.exists() {
+        eprintln!("skipping: {} is not here", data.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rows = real_rows(&data, 120);
+    let path = dir.path().join("pairs.jsonl");
+    std::fs::write(
+        &path,
+        rows.iter()
+            .map(|r| r.to_string() + "\n")
+            .collect::<String>(),
+    )
+    .unwrap();
+    let run = |out: &str, steps: &str| {
+        let output = stancer()
+            .current_dir(dir.path())
+            .args([
+                "finetune",
+                path.to_str().unwrap(),
+                "--out",
+                out,
+                "--max-steps",
+                steps,
+            ])
+            .args([
+                "--batch",
+                "16",
+                "--lr",
+                "1e-3",
+                "--max-tokens",
+                "64",
+                "--val-fraction",
+                "0.25",
+            ])
+            .args([
+                "--test-fraction",
+                "0",
+                "--eval-every",
+                "1000",
+                "--patience",
+                "0",
+                "-q",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let card: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(out).join("card.json")).unwrap())
+                .unwrap();
+        card["validation"]["history"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()["macro_f1"]
+            .as_f64()
+            .unwrap()
+    };
+    // One step at a vanishing share of the schedule is the untrained model (B = 0) with a
+    // barely moved head; thirty steps train it.
+    let untrained = run("untrained", "1");
+    let trained = run("trained", "30");
+    eprintln!("held-out macro-F1: untrained {untrained:.3}, trained {trained:.3}");
+    assert!(
+        trained > untrained + 0.05,
+        "untrained {untrained:.3}, trained {trained:.3}"
+    );
+}
