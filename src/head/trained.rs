@@ -4,7 +4,8 @@
 //! A theme head reads a paragraph's vector. A stance head reads a (paragraph, target) pair as
 //! `[u, v, u*v, |u-v|]` (u the paragraph, v the target), so it applies to targets it never saw.
 //! The manifest records the encoder (name and weights checksum) the head was trained on, the
-//! labels, the training data's checksum and size, and the held-out scores; loading a head on
+//! labels, the training data's checksum and size, and the held-out scores (on the part that chose
+//! the L2 strength, and on a test part that chose nothing); loading a head on
 //! another encoder is an error that names the encoder it needs.
 
 use std::collections::HashMap;
@@ -70,8 +71,14 @@ pub struct HeadManifest {
     pub features: String,
     pub encoder: EncoderRecord,
     pub training: TrainingRecord,
+    /// Scores on the held-out part that chose the L2 strength and the epochs: the best over the
+    /// grid, so optimistic.
     pub validation: Validation,
-    /// (l2, held-out macro-F1, epochs) for every strength tried.
+    /// Scores on the held-out part that chose nothing, the honest estimate. Absent in heads
+    /// written before it existed, and `null` when the data is too small to hold it out.
+    #[serde(default)]
+    pub test: Option<Validation>,
+    /// (l2, selection macro-F1, epochs) for every strength tried.
     pub grid: Vec<(f32, f64, usize)>,
 }
 
@@ -326,9 +333,13 @@ fn check_dimension(head: &TrainedHead, got: usize) -> Result<()> {
 
 fn describe(head: &TrainedHead) -> String {
     let m = &head.manifest;
+    let score = match &m.test {
+        Some(test) => format!("held-out test macro-F1 {:.3}", test.macro_f1),
+        None => format!("selection macro-F1 {:.3}", m.validation.macro_f1),
+    };
     format!(
-        "trained {} head (logistic regression, L2 {}, {} rows, held-out macro-F1 {:.3})",
-        m.task, m.training.l2, m.training.rows, m.validation.macro_f1
+        "trained {} head (logistic regression, L2 {}, {} rows, {score})",
+        m.task, m.training.l2, m.training.rows
     )
 }
 
@@ -481,6 +492,7 @@ fn assemble(
                 seconds,
             },
             validation: report.validation,
+            test: report.test,
             grid: report.grid,
         },
         model,
@@ -518,6 +530,7 @@ mod tests {
                     macro_f1: 0.0,
                     loss: 0.0,
                 },
+                test: None,
                 grid: Vec::new(),
             },
             model: LinearModel {
