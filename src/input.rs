@@ -14,7 +14,8 @@ pub struct Paragraph {
     pub doc: String,
     /// 1-based position among the document's paragraphs.
     pub index: usize,
-    /// The JSON Lines row's `id`, else `DOC#INDEX`.
+    /// The JSON Lines row's `id`; else, for a JSON Lines row, `DOC#LINE` (its 1-based line number,
+    /// as in error messages and as `eval` names gold rows), for a text paragraph `DOC#INDEX`.
     pub id: String,
     pub section: Option<String>,
     /// Byte range in the source (for JSON Lines: the line).
@@ -227,7 +228,9 @@ impl JsonlRows {
             .ok_or_else(|| fail("no \"text\" string field".into()))?;
         let index = self.count + 1;
         let id = match object.get("id") {
-            None | Some(serde_json::Value::Null) => format!("{}#{index}", self.doc),
+            // The line, not the row's position, so that `classify` and `eval` (crate::gold)
+            // name the same row the same way and the id points at the line to open.
+            None | Some(serde_json::Value::Null) => format!("{}#{}", self.doc, self.line),
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(serde_json::Value::Number(n)) => n.to_string(),
             Some(_) => return Err(fail("\"id\" must be a string or a number".into())),
@@ -304,5 +307,44 @@ impl Iterator for JsonlStream {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 11: a JSON Lines row without an id was `DOC#N` (N counting rows) in `classify` and
+    /// `PATH#LINE` in `eval`; both now use the 1-based line number.
+    #[test]
+    fn issue_11_rows_without_ids_are_named_by_their_line_everywhere() {
+        let text = concat!(
+            "{\"id\": \"kept\", \"text\": \"A.\", \"theme\": \"other\"}\n",
+            "\n",
+            "{\"text\": \"B.\", \"theme\": \"other\"}\n",
+            "{\"id\": null, \"text\": \"C.\", \"theme\": \"other\"}\n",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.jsonl");
+        std::fs::write(&path, text).unwrap();
+        let source = Source::File(path.clone());
+        let name = source.name();
+        let expected = ["kept".to_string(), format!("{name}#3"), format!("{name}#4")];
+
+        let classify: Vec<String> = jsonl_paragraphs(&source, text)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(classify, expected);
+        let streamed: Vec<String> = stream(&source).unwrap().map(|p| p.unwrap().id).collect();
+        assert_eq!(streamed, expected);
+        let eval: Vec<String> =
+            crate::gold::parse(text, &path, &crate::schema::Schema::default_schema())
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+        assert_eq!(eval, expected);
     }
 }
