@@ -347,4 +347,96 @@ mod tests {
                 .collect();
         assert_eq!(eval, expected);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A JSON Lines file of rows (with or without an id), blank lines, CRLF and broken
+        /// lines.
+        fn jsonl() -> impl Strategy<Value = String> {
+            let line = prop_oneof![
+                4 => (any::<String>(), prop::option::of("[a-z0-9]{1,8}")).prop_map(|(text, id)| {
+                    let mut row = serde_json::json!({ "text": text });
+                    if let Some(id) = id {
+                        row["id"] = id.into();
+                    }
+                    row.to_string()
+                }),
+                1 => Just(String::new()),
+                1 => Just("  \t".to_string()),
+                1 => any::<String>(),
+                1 => Just("{\"text\": 3}".to_string()),
+            ];
+            (
+                prop::collection::vec((line, any::<bool>()), 0..12),
+                any::<bool>(),
+            )
+                .prop_map(|(lines, bom)| {
+                    let body: String = lines
+                        .into_iter()
+                        .map(|(line, crlf)| format!("{line}{}", if crlf { "\r\n" } else { "\n" }))
+                        .collect();
+                    if bom {
+                        format!("\u{feff}{body}")
+                    } else {
+                        body
+                    }
+                })
+        }
+
+        fn check(source: &Source, text: &str) {
+            let Ok(paragraphs) = jsonl_paragraphs(source, text) else {
+                return;
+            };
+            for paragraph in paragraphs {
+                // The range is the row's line, without its line end.
+                let line = &text[paragraph.start..paragraph.end];
+                assert!(!line.contains('\n'));
+                let row: serde_json::Value =
+                    serde_json::from_str(line.trim_start_matches('\u{feff}').trim()).unwrap();
+                assert_eq!(row["text"].as_str(), Some(paragraph.text.as_str()));
+                let number = text[..paragraph.start].matches('\n').count() + 1;
+                let expected = match &row["id"] {
+                    serde_json::Value::String(id) => id.clone(),
+                    serde_json::Value::Number(id) => id.to_string(),
+                    _ => format!("{}#{number}", source.name()),
+                };
+                assert_eq!(paragraph.id, expected);
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(96))]
+
+            /// Issue 11: the JSON Lines reader never panics, each row's byte range is its
+            /// line, and a row without an id is named by that line.
+            #[test]
+            fn issue_11_jsonl_rows_keep_their_lines(text in jsonl()) {
+                check(&Source::File("rows.jsonl".into()), &text);
+            }
+
+            /// Issue 11: arbitrary bytes (NUL, invalid UTF-8) read from a file, whole or
+            /// streamed, give paragraphs or an error, never a panic.
+            #[test]
+            fn issue_11_arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+                let dir = tempfile::tempdir().unwrap();
+                for name in ["rows.jsonl", "doc.txt"] {
+                    let path = dir.path().join(name);
+                    std::fs::write(&path, &bytes).unwrap();
+                    let source = Source::File(path);
+                    let whole = paragraphs(&source);
+                    let streamed: Result<Vec<Paragraph>> =
+                        stream(&source).and_then(|rows| rows.collect());
+                    prop_assert_eq!(whole.is_ok(), streamed.is_ok());
+                    if let (Ok(whole), Ok(streamed)) = (whole, streamed) {
+                        prop_assert_eq!(whole, streamed);
+                    }
+                    if let Ok(text) = std::str::from_utf8(&bytes) {
+                        check(&Source::File(name.into()), text);
+                    }
+                }
+            }
+        }
+    }
 }
