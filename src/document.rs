@@ -274,6 +274,65 @@ mod tests {
         assert_eq!(texts(&blocks), vec!["China will broker peace"]);
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Text built from the pieces the splitter looks at: words, sentence ends, headings, list
+        /// markers, blank lines, CRLF, tabs, a BOM, and some characters of two to four bytes.
+        fn document() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                "[a-zA-Z]{1,12}",
+                Just(" ".to_string()),
+                Just(". ".to_string()),
+                Just("\n".to_string()),
+                Just("\n\n".to_string()),
+                Just("\r\n".to_string()),
+                Just("\t".to_string()),
+                Just("# ".to_string()),
+                Just("- ".to_string()),
+                Just("12. ".to_string()),
+                Just("\u{feff}".to_string()),
+                "[é€😀”’\u{85}\u{2028}\u{a0}]",
+            ];
+            prop::collection::vec(piece, 0..80).prop_map(|pieces| pieces.concat())
+        }
+
+        fn check(source: &str) {
+            let blocks = split(source);
+            let mut previous_end = 0;
+            for block in &blocks {
+                // In order, not overlapping, non-empty, on character boundaries (slicing
+                // panics otherwise).
+                assert!(previous_end <= block.start && block.start < block.end);
+                previous_end = block.end;
+                let range = &source[block.start..block.end];
+                // The documented relation: the range's lines, trimmed, joined by one space.
+                let joined = range.lines().map(str::trim).collect::<Vec<_>>().join(" ");
+                assert_eq!(joined, block.text, "range {range:?}");
+                assert_eq!(block.text.trim(), block.text);
+            }
+            assert!(previous_end <= source.len());
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            /// Issue 11: any text splits without panicking, and every paragraph's byte range
+            /// slices the source to its text (lines of a hard-wrapped paragraph joined by one
+            /// space).
+            #[test]
+            fn issue_11_ranges_slice_the_source_to_the_text(source in document()) {
+                check(&source);
+            }
+
+            #[test]
+            fn issue_11_arbitrary_strings_split_without_panicking(source in any::<String>()) {
+                check(&source);
+            }
+        }
+    }
+
     #[test]
     fn empty_and_blank_documents_have_no_paragraphs() {
         assert!(split("").is_empty());

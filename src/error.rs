@@ -117,3 +117,92 @@ impl Error {
         Error::Encoder { source }
     }
 }
+
+/// An error and its sources on one line, `outer: cause: cause`, the way the binary prints it.
+///
+/// A candle error keeps its source chain but loses the backtrace it captured: with
+/// `RUST_BACKTRACE=1` candle wraps errors in `WithBacktrace`, whose `Display` is the message
+/// followed by every frame, which has no place in a one-line message. The backtrace stays in the
+/// error value (its `Debug`) for whoever wants it.
+pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let parts: Vec<String> = std::iter::successors(Some(error), |e| e.source())
+        .map(|e| match e.downcast_ref::<candle_core::Error>() {
+            Some(candle) => candle_message(candle),
+            None => e.to_string(),
+        })
+        .collect();
+    parts
+        .join(": ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// candle's message without the backtraces it carries, at any depth.
+fn candle_message(error: &candle_core::Error) -> String {
+    match error {
+        candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
+        candle_core::Error::Context { inner, context } => {
+            format!("{context}: {}", candle_message(inner))
+        }
+        candle_core::Error::WithPath { inner, path } => {
+            format!("{}: {}", path.display(), candle_message(inner))
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_backtrace(inner: candle_core::Error) -> candle_core::Error {
+        candle_core::Error::WithBacktrace {
+            inner: Box::new(inner),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        }
+    }
+
+    /// Issue 11: with RUST_BACKTRACE=1 a candle error's message carried candle's whole
+    /// backtrace into the one-line message the binary prints.
+    #[test]
+    fn issue_11_candle_backtraces_stay_out_of_the_message() {
+        let candle = with_backtrace(candle_core::Error::CannotFindTensor {
+            path: "embeddings.word_embeddings.weight".into(),
+        });
+        assert!(
+            candle.to_string().lines().count() > 1,
+            "candle's own Display shows the frames"
+        );
+        let error = Error::LoadWeights {
+            path: "model/model.safetensors".into(),
+            source: candle,
+        };
+        assert_eq!(
+            one_line(&error),
+            "cannot load the weights in model/model.safetensors: cannot find tensor embeddings.word_embeddings.weight"
+        );
+        // The source chain is kept.
+        assert!(std::error::Error::source(&error).is_some());
+
+        // Nested under a path and a context, as candle's loaders build them.
+        let nested = candle_core::Error::Context {
+            inner: Box::new(candle_core::Error::WithPath {
+                inner: Box::new(with_backtrace(candle_core::Error::Msg(
+                    "header too large".into(),
+                ))),
+                path: "w.safetensors".into(),
+            }),
+            context: Box::new("while reading"),
+        };
+        let message = one_line(&Error::encoder(nested));
+        assert_eq!(
+            message,
+            "the encoder failed: while reading: w.safetensors: header too large"
+        );
+        assert!(
+            !message.contains("backtrace") && !message.contains("::"),
+            "{message}"
+        );
+    }
+}

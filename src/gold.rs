@@ -291,6 +291,80 @@ mod tests {
         assert!(rows[2].stances.is_empty());
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Gold rows in both forms, with known and unknown labels, blank and broken lines.
+        fn gold() -> impl Strategy<Value = String> {
+            let theme = prop_oneof![Just("other"), Just("war-and-security"), Just("Sports")];
+            let stance = prop_oneof![Just("favor"), Just("against"), Just("none"), Just("maybe")];
+            let line = prop_oneof![
+                4 => (any::<String>(), theme, prop::option::of("[a-z0-9]{1,6}")).prop_map(
+                    |(text, theme, id)| {
+                        let mut row = serde_json::json!({ "text": text, "theme": theme });
+                        if let Some(id) = id {
+                            row["id"] = id.into();
+                        }
+                        row.to_string()
+                    }
+                ),
+                2 => (any::<String>(), any::<String>(), stance.clone()).prop_map(|(text, target, stance)| {
+                    serde_json::json!({ "text": text, "target": target, "stance": stance })
+                        .to_string()
+                }),
+                1 => stance.prop_map(|stance| {
+                    serde_json::json!({ "text": "t", "stance": { "china-peace-broker": stance } })
+                        .to_string()
+                }),
+                1 => Just(String::new()),
+                1 => any::<String>(),
+            ];
+            prop::collection::vec(line, 0..10).prop_map(|lines| lines.join("\n"))
+        }
+
+        fn check(text: &str) {
+            let path = Path::new("g.jsonl");
+            match parse(text, path, &schema()) {
+                Ok(rows) => {
+                    let lines: Vec<&str> = text.lines().collect();
+                    for row in rows {
+                        assert!(row.theme.is_some() || !row.stances.is_empty());
+                        if let Some(line) = row.id.strip_prefix("g.jsonl#") {
+                            let line: usize = line.parse().unwrap();
+                            let value: Value = serde_json::from_str(
+                                lines[line - 1].trim_start_matches('\u{feff}').trim(),
+                            )
+                            .unwrap();
+                            assert_eq!(value["text"].as_str(), Some(row.text.as_str()));
+                        }
+                    }
+                }
+                // An error names a line of the file.
+                Err(Error::Jsonl { line, .. }) => {
+                    assert!(line >= 1 && line <= text.lines().count(), "line {line}");
+                }
+                Err(other) => panic!("not a JSON Lines error: {other}"),
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            /// Issue 11: the gold parser never panics; an id it makes up names the row's line,
+            /// and an error names a line of the file.
+            #[test]
+            fn issue_11_generated_gold_parses_or_names_a_line(text in gold()) {
+                check(&text);
+            }
+
+            #[test]
+            fn issue_11_arbitrary_strings_never_panic(text in any::<String>()) {
+                check(&text);
+            }
+        }
+    }
+
     #[test]
     fn unknown_labels_name_the_line() {
         let text =

@@ -14,7 +14,8 @@ pub struct Paragraph {
     pub doc: String,
     /// 1-based position among the document's paragraphs.
     pub index: usize,
-    /// The JSON Lines row's `id`, else `DOC#INDEX`.
+    /// The JSON Lines row's `id`; else, for a JSON Lines row, `DOC#LINE` (its 1-based line number,
+    /// as in error messages and as `eval` names gold rows), for a text paragraph `DOC#INDEX`.
     pub id: String,
     pub section: Option<String>,
     /// Byte range in the source (for JSON Lines: the line).
@@ -227,7 +228,9 @@ impl JsonlRows {
             .ok_or_else(|| fail("no \"text\" string field".into()))?;
         let index = self.count + 1;
         let id = match object.get("id") {
-            None | Some(serde_json::Value::Null) => format!("{}#{index}", self.doc),
+            // The line, not the row's position, so that `classify` and `eval` (crate::gold)
+            // name the same row the same way and the id points at the line to open.
+            None | Some(serde_json::Value::Null) => format!("{}#{}", self.doc, self.line),
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(serde_json::Value::Number(n)) => n.to_string(),
             Some(_) => return Err(fail("\"id\" must be a string or a number".into())),
@@ -304,5 +307,136 @@ impl Iterator for JsonlStream {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 11: a JSON Lines row without an id was `DOC#N` (N counting rows) in `classify` and
+    /// `PATH#LINE` in `eval`; both now use the 1-based line number.
+    #[test]
+    fn issue_11_rows_without_ids_are_named_by_their_line_everywhere() {
+        let text = concat!(
+            "{\"id\": \"kept\", \"text\": \"A.\", \"theme\": \"other\"}\n",
+            "\n",
+            "{\"text\": \"B.\", \"theme\": \"other\"}\n",
+            "{\"id\": null, \"text\": \"C.\", \"theme\": \"other\"}\n",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.jsonl");
+        std::fs::write(&path, text).unwrap();
+        let source = Source::File(path.clone());
+        let name = source.name();
+        let expected = ["kept".to_string(), format!("{name}#3"), format!("{name}#4")];
+
+        let classify: Vec<String> = jsonl_paragraphs(&source, text)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(classify, expected);
+        let streamed: Vec<String> = stream(&source).unwrap().map(|p| p.unwrap().id).collect();
+        assert_eq!(streamed, expected);
+        let eval: Vec<String> =
+            crate::gold::parse(text, &path, &crate::schema::Schema::default_schema())
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+        assert_eq!(eval, expected);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A JSON Lines file of rows (with or without an id), blank lines, CRLF and broken
+        /// lines.
+        fn jsonl() -> impl Strategy<Value = String> {
+            let line = prop_oneof![
+                4 => (any::<String>(), prop::option::of("[a-z0-9]{1,8}")).prop_map(|(text, id)| {
+                    let mut row = serde_json::json!({ "text": text });
+                    if let Some(id) = id {
+                        row["id"] = id.into();
+                    }
+                    row.to_string()
+                }),
+                1 => Just(String::new()),
+                1 => Just("  \t".to_string()),
+                1 => any::<String>(),
+                1 => Just("{\"text\": 3}".to_string()),
+            ];
+            (
+                prop::collection::vec((line, any::<bool>()), 0..12),
+                any::<bool>(),
+            )
+                .prop_map(|(lines, bom)| {
+                    let body: String = lines
+                        .into_iter()
+                        .map(|(line, crlf)| format!("{line}{}", if crlf { "\r\n" } else { "\n" }))
+                        .collect();
+                    if bom {
+                        format!("\u{feff}{body}")
+                    } else {
+                        body
+                    }
+                })
+        }
+
+        fn check(source: &Source, text: &str) {
+            let Ok(paragraphs) = jsonl_paragraphs(source, text) else {
+                return;
+            };
+            for paragraph in paragraphs {
+                // The range is the row's line, without its line end.
+                let line = &text[paragraph.start..paragraph.end];
+                assert!(!line.contains('\n'));
+                let row: serde_json::Value =
+                    serde_json::from_str(line.trim_start_matches('\u{feff}').trim()).unwrap();
+                assert_eq!(row["text"].as_str(), Some(paragraph.text.as_str()));
+                let number = text[..paragraph.start].matches('\n').count() + 1;
+                let expected = match &row["id"] {
+                    serde_json::Value::String(id) => id.clone(),
+                    serde_json::Value::Number(id) => id.to_string(),
+                    _ => format!("{}#{number}", source.name()),
+                };
+                assert_eq!(paragraph.id, expected);
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(96))]
+
+            /// Issue 11: the JSON Lines reader never panics, each row's byte range is its
+            /// line, and a row without an id is named by that line.
+            #[test]
+            fn issue_11_jsonl_rows_keep_their_lines(text in jsonl()) {
+                check(&Source::File("rows.jsonl".into()), &text);
+            }
+
+            /// Issue 11: arbitrary bytes (NUL, invalid UTF-8) read from a file, whole or
+            /// streamed, give paragraphs or an error, never a panic.
+            #[test]
+            fn issue_11_arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+                let dir = tempfile::tempdir().unwrap();
+                for name in ["rows.jsonl", "doc.txt"] {
+                    let path = dir.path().join(name);
+                    std::fs::write(&path, &bytes).unwrap();
+                    let source = Source::File(path);
+                    let whole = paragraphs(&source);
+                    let streamed: Result<Vec<Paragraph>> =
+                        stream(&source).and_then(|rows| rows.collect());
+                    prop_assert_eq!(whole.is_ok(), streamed.is_ok());
+                    if let (Ok(whole), Ok(streamed)) = (whole, streamed) {
+                        prop_assert_eq!(whole, streamed);
+                    }
+                    if let Ok(text) = std::str::from_utf8(&bytes) {
+                        check(&Source::File(name.into()), text);
+                    }
+                }
+            }
+        }
     }
 }

@@ -12,9 +12,8 @@ fn main() -> ExitCode {
             if cli::is_broken_pipe(&error) {
                 return ExitCode::SUCCESS;
             }
-            let message = format!("{error:#}");
-            let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
-            eprintln!("stancer: {message}");
+            // The whole chain on one line, candle's captured backtraces left out.
+            eprintln!("stancer: {}", stancer::error::one_line(error.as_ref()));
             ExitCode::from(2)
         }
     }

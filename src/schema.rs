@@ -235,6 +235,80 @@ mod tests {
         Schema::parse(text, Path::new("s.toml"))
     }
 
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A schema's TOML: themes and targets with generated ids and texts, some of them
+        /// empty or repeated, and sometimes a stray line.
+        fn schema_toml() -> impl Strategy<Value = String> {
+            let id = prop_oneof![4 => "[a-z][a-z0-9-]{0,6}", 1 => Just(" ".to_string())];
+            let words = prop_oneof![4 => "[A-Za-z][A-Za-z ,.]{0,30}", 1 => Just(String::new())];
+            let theme =
+                (id.clone(), prop::option::of(words.clone())).prop_map(|(id, description)| {
+                    let description = description
+                        .map(|d| format!("description = {d:?}\n"))
+                        .unwrap_or_default();
+                    format!("[[themes]]\nid = {id:?}\n{description}\n")
+                });
+            let target = (id, words)
+                .prop_map(|(id, text)| format!("[[targets]]\nid = {id:?}\ntext = {text:?}\n\n"));
+            (
+                prop::collection::vec(theme, 0..5),
+                prop::collection::vec(target, 0..4),
+                prop::option::of(prop_oneof![
+                    Just("id = = 3\n"),
+                    Just("[[themes]\n"),
+                    Just("x = 1\n")
+                ]),
+            )
+                .prop_map(|(themes, targets, stray)| {
+                    format!(
+                        "{}{}{}",
+                        themes.concat(),
+                        targets.concat(),
+                        stray.unwrap_or("")
+                    )
+                })
+        }
+
+        fn check(text: &str) {
+            match parse(text) {
+                Ok(schema) => {
+                    assert!(schema.themes.len() != 1);
+                    assert!(!(schema.themes.is_empty() && schema.targets.is_empty()));
+                    let mut ids = schema.theme_ids();
+                    ids.sort();
+                    ids.dedup();
+                    assert_eq!(ids.len(), schema.themes.len(), "theme ids are unique");
+                    assert!(schema.themes.iter().all(|t| !t.id.is_empty()));
+                    assert!(schema.targets.iter().all(|t| !t.id.is_empty()));
+                }
+                // An error names a line of the file.
+                Err(Error::Schema { line, .. }) => {
+                    assert!(line >= 1 && line <= text.lines().count() + 1, "line {line}");
+                }
+                Err(other) => panic!("not a schema error: {other}"),
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            /// Issue 11: the schema parser never panics; a schema it accepts has two themes or
+            /// none, unique non-empty ids, and an error it gives names a line of the file.
+            #[test]
+            fn issue_11_generated_schemas_parse_or_name_a_line(text in schema_toml()) {
+                check(&text);
+            }
+
+            #[test]
+            fn issue_11_arbitrary_strings_never_panic(text in any::<String>()) {
+                check(&text);
+            }
+        }
+    }
+
     #[test]
     fn default_schema_has_the_required_ids() {
         let schema = Schema::default_schema();

@@ -49,7 +49,8 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 2016, value_name = "N")]
     seed: u64,
     /// Cross-validate trained heads: train on K-1 folds, score the held-out one, K times.
-    /// Folds are split by target when every stance row has a free-text target.
+    /// Folds are split by target when every stance row has a free-text target (training then
+    /// leaves out rows sharing a text with the test fold), else by paragraph text.
     #[arg(long, value_name = "K")]
     cv: Option<usize>,
     /// Read and store paragraph embeddings in the on-disk cache (always on with --cv). The
@@ -241,13 +242,28 @@ fn run_configuration(
             seed: run.seed,
             ..TrainOptions::default()
         };
-        let (themes, stances, grouping) = stancer::cross_validation::cross_validate(
+        let stancer::cross_validation::CrossValidation {
+            themes,
+            stances,
+            grouping,
+            folds,
+        } = stancer::cross_validation::cross_validate(
             rows, &vectors, schema, &embedder, &encoder, k, &options,
         )?;
         let split = match grouping {
-            stancer::cross_validation::Grouping::ByTarget => "folds split by target",
-            stancer::cross_validation::Grouping::ByRow => "folds split by paragraph",
+            stancer::cross_validation::Grouping::ByTarget => {
+                "folds split by target, test texts left out of training"
+            }
+            stancer::cross_validation::Grouping::ByRow => "folds split by paragraph text",
         };
+        let sizes: Vec<String> = folds
+            .iter()
+            .map(|s| format!("{}/{}", s.test, s.train))
+            .collect();
+        notice(
+            model.quiet,
+            &format!("{split}; rows per fold (test/train): {}", sizes.join(", ")),
+        );
         let head = format!("trained heads, {k}-fold cross-validation ({split})");
         let info = RunInfo::new(
             resolved.name.clone(),

@@ -4,10 +4,13 @@
 //! epoch sees the whole training set in order, and sums run in a fixed order.
 //!
 //! Fitting: features are standardised (z-scores from the training rows); a stratified share of
-//! the rows is held out; for each L2 strength on a small grid the model trains until the
-//! held-out loss stops improving, and the strength with the best held-out macro-F1 wins. The
-//! final model is refitted on all rows with that strength for the same number of epochs, and
-//! the standardisation is folded into the weights, so the saved model applies to raw vectors.
+//! the rows is held out and cut in two, a selection part and a test part. For each L2 strength on
+//! a small grid the model trains until the selection loss stops improving, and the strength with
+//! the best selection macro-F1 wins; that model is then scored once on the test part, which chose
+//! nothing, so its score is an honest estimate (the best selection score is not: it is the
+//! maximum over the grid). The final model is refitted on all rows with that strength for the
+//! same number of epochs, and the standardisation is folded into the weights, so the saved model
+//! applies to raw vectors.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +25,8 @@ pub struct TrainOptions {
     pub max_epochs: usize,
     /// Epochs without a better held-out loss before stopping.
     pub patience: usize,
-    /// Share of rows held out for choosing the L2 strength and the epoch count.
+    /// Share of rows held out: half of it chooses the L2 strength and the epoch count, the
+    /// other half scores the chosen model.
     pub validation_fraction: f64,
     pub learning_rate: f32,
 }
@@ -40,7 +44,7 @@ impl Default for TrainOptions {
     }
 }
 
-/// Scores on the held-out rows, recorded in the head's manifest.
+/// Scores on held-out rows (the selection part or the test part), recorded in the head's manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Validation {
     pub rows: usize,
@@ -53,8 +57,12 @@ pub struct Validation {
 pub struct FitReport {
     pub l2: f32,
     pub epochs: usize,
+    /// The chosen model's scores on the selection part: the best over the grid, so optimistic.
     pub validation: Validation,
-    /// (l2, held-out macro-F1, epochs) for every strength tried.
+    /// The chosen model's scores on the test part, which chose nothing (`None` when the data is
+    /// too small to hold out a test part).
+    pub test: Option<Validation>,
+    /// (l2, selection macro-F1, epochs) for every strength tried.
     pub grid: Vec<(f32, f64, usize)>,
 }
 
@@ -97,19 +105,29 @@ pub fn fit(
     );
     let (train, held_out) =
         stratified_split(labels, classes, options.validation_fraction, options.seed);
+    let (selection, test) = halve(&held_out, labels, classes);
 
     let mut grid = Vec::new();
-    let mut best: Option<(f32, f64, usize, Validation)> = None;
+    let mut best: Option<(f32, f64, usize, Validation, LinearModel)> = None;
     for &l2 in &options.l2_grid {
-        let (epochs, validation) =
-            train_with_early_stopping(features, labels, classes, &train, &held_out, l2, options);
+        let (epochs, validation, model) =
+            train_with_early_stopping(features, labels, classes, &train, &selection, l2, options);
         grid.push((l2, validation.macro_f1, epochs));
         // Ties go to the stronger regularisation.
         if best.as_ref().is_none_or(|b| validation.macro_f1 >= b.1) {
-            best = Some((l2, validation.macro_f1, epochs, validation));
+            best = Some((l2, validation.macro_f1, epochs, validation, model));
         }
     }
-    let (l2, _, epochs, validation) = best.expect("this is a bug: empty L2 grid");
+    let (l2, _, epochs, validation, chosen) = best.expect("this is a bug: empty L2 grid");
+    let test = (!test.is_empty()).then(|| {
+        let standardizer = Standardizer::fit(features, &train);
+        let x: Vec<Vec<f32>> = test
+            .iter()
+            .map(|&r| standardizer.apply(&features[r]))
+            .collect();
+        let y: Vec<usize> = test.iter().map(|&r| labels[r]).collect();
+        score(&chosen, &x, &y, classes)
+    });
     let all: Vec<usize> = (0..features.len()).collect();
     let model = train_fixed(features, labels, classes, &all, l2, epochs.max(1), options);
     (
@@ -118,6 +136,7 @@ pub fn fit(
             l2,
             epochs,
             validation,
+            test,
             grid,
         },
     )
@@ -147,6 +166,24 @@ pub fn stratified_split(
     train.sort_unstable();
     held_out.sort_unstable();
     (train, held_out)
+}
+
+/// Cuts held-out rows (sorted) into a selection part and a test part, each class alternating
+/// between them, so both parts keep the class shares; with one held-out row of a class, it goes
+/// to selection.
+fn halve(held_out: &[usize], labels: &[usize], classes: usize) -> (Vec<usize>, Vec<usize>) {
+    let mut seen = vec![0usize; classes];
+    let (mut selection, mut test) = (Vec::new(), Vec::new());
+    for &row in held_out {
+        let class = labels[row];
+        if seen[class].is_multiple_of(2) {
+            selection.push(row);
+        } else {
+            test.push(row);
+        }
+        seen[class] += 1;
+    }
+    (selection, test)
 }
 
 /// Column means and standard deviations over the given rows.
@@ -297,7 +334,7 @@ fn train_with_early_stopping(
     held_out: &[usize],
     l2: f32,
     options: &TrainOptions,
-) -> (usize, Validation) {
+) -> (usize, Validation, LinearModel) {
     let standardizer = Standardizer::fit(features, train);
     let weights = class_weights(labels, train, classes);
     let train_x: Vec<Vec<f32>> = train
@@ -331,7 +368,8 @@ fn train_with_early_stopping(
         }
     }
     let (_, model, epochs) = best;
-    (epochs, score(&model, &held_x, &held_y, classes))
+    let validation = score(&model, &held_x, &held_y, classes);
+    (epochs, validation, model)
 }
 
 fn train_fixed(
@@ -455,6 +493,40 @@ mod tests {
             .filter(|(row, &label)| crate::head::argmax(&model.probabilities(row)) == label)
             .count();
         assert!(correct >= 85, "{correct} of 90");
+    }
+
+    /// Issue 11: `stancer train` reported the best held-out macro-F1 over the L2 grid, a score
+    /// that chose the L2 and so reads high. The reported test score comes from rows that chose
+    /// nothing: replacing their features with noise changes neither the grid nor the choice,
+    /// only the test score.
+    #[test]
+    fn issue_11_the_test_score_comes_from_rows_that_chose_nothing() {
+        let (x, y) = clusters(150, 3);
+        let options = TrainOptions::default();
+        let (_, report) = fit(&x, &y, 3, &options);
+        let test = report.test.expect("150 rows hold out a test part");
+        let (_, held_out) = stratified_split(&y, 3, options.validation_fraction, options.seed);
+        let (selection, test_rows) = halve(&held_out, &y, 3);
+        assert_eq!(test.rows, test_rows.len());
+        assert_eq!(report.validation.rows, selection.len());
+        assert!(selection.iter().all(|r| !test_rows.contains(r)));
+        assert!(test.macro_f1 > 0.9, "{test:?}");
+
+        let mut noisy = x.clone();
+        let mut random = crate::eval::bootstrap::SplitMix64::new(9);
+        for &row in &test_rows {
+            noisy[row] = (0..5)
+                .map(|_| (random.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 20.0 - 10.0)
+                .collect();
+        }
+        let (_, again) = fit(&noisy, &y, 3, &options);
+        assert_eq!(
+            again.grid, report.grid,
+            "the test rows took part in choosing"
+        );
+        assert_eq!((again.l2, again.epochs), (report.l2, report.epochs));
+        assert_eq!(again.validation, report.validation);
+        assert!(again.test.unwrap().macro_f1 < test.macro_f1);
     }
 
     #[test]

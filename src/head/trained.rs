@@ -4,7 +4,8 @@
 //! A theme head reads a paragraph's vector. A stance head reads a (paragraph, target) pair as
 //! `[u, v, u*v, |u-v|]` (u the paragraph, v the target), so it applies to targets it never saw.
 //! The manifest records the encoder (name and weights checksum) the head was trained on, the
-//! labels, the training data's checksum and size, and the held-out scores; loading a head on
+//! labels, the training data's checksum and size, and the held-out scores (on the part that chose
+//! the L2 strength, and on a test part that chose nothing); loading a head on
 //! another encoder is an error that names the encoder it needs.
 
 use std::collections::HashMap;
@@ -70,8 +71,14 @@ pub struct HeadManifest {
     pub features: String,
     pub encoder: EncoderRecord,
     pub training: TrainingRecord,
+    /// Scores on the held-out part that chose the L2 strength and the epochs: the best over the
+    /// grid, so optimistic.
     pub validation: Validation,
-    /// (l2, held-out macro-F1, epochs) for every strength tried.
+    /// Scores on the held-out part that chose nothing, the honest estimate. Absent in heads
+    /// written before it existed, and `null` when the data is too small to hold it out.
+    #[serde(default)]
+    pub test: Option<Validation>,
+    /// (l2, selection macro-F1, epochs) for every strength tried.
     pub grid: Vec<(f32, f64, usize)>,
 }
 
@@ -166,12 +173,7 @@ impl TrainedHead {
         let (classes, dimension) = weight
             .dims2()
             .map_err(|_| fail("'weight' is not a matrix".into()))?;
-        if classes != manifest.labels.len() || bias.dims() != [classes] {
-            return Err(fail(format!(
-                "{WEIGHTS_FILE} has {classes} classes, the manifest {} labels",
-                manifest.labels.len()
-            )));
-        }
+        check_shape(&manifest, classes, dimension, bias.dims(), &weights_path)?;
         let to_vec = |t: &Tensor| -> Result<Vec<f32>> {
             t.flatten_all()
                 .and_then(|t| t.to_vec1::<f32>())
@@ -190,6 +192,63 @@ impl TrainedHead {
             manifest,
         })
     }
+}
+
+/// Checks that a head's weights fit its task, so that a wrong file fails here, naming it, rather
+/// than panicking at predict time: a stance head has exactly the three stance classes in
+/// [`Stance::ALL`] order and reads pair features (four times the encoder's width); a theme head
+/// has one weight row per label and at least two labels; the bias has one value per class.
+fn check_shape(
+    manifest: &HeadManifest,
+    classes: usize,
+    dimension: usize,
+    bias: &[usize],
+    weights_path: &Path,
+) -> Result<()> {
+    let fail = |message: String| {
+        Err(Error::Head {
+            path: weights_path.to_path_buf(),
+            message: format!(
+                "{message}; retrain it with `stancer train --task {}`",
+                manifest.task
+            ),
+        })
+    };
+    let labels = manifest.labels.len();
+    if classes != labels {
+        return fail(format!(
+            "the weight matrix has {classes} rows but {MANIFEST_FILE} lists {labels} labels"
+        ));
+    }
+    if bias != [classes] {
+        return fail(format!(
+            "the bias has shape {bias:?}, expected [{classes}] (one value per class)"
+        ));
+    }
+    match manifest.task {
+        Task::Stance => {
+            let expected: Vec<String> = Stance::ALL.iter().map(|s| s.to_string()).collect();
+            if manifest.labels != expected {
+                return fail(format!(
+                    "a stance head needs the labels {expected:?} in that order, {MANIFEST_FILE} has {:?}",
+                    manifest.labels
+                ));
+            }
+            if !dimension.is_multiple_of(4) {
+                return fail(format!(
+                    "a stance head reads [u, v, u*v, |u-v|], so its width is a multiple of 4; the weight matrix is {dimension} wide"
+                ));
+            }
+        }
+        Task::Theme => {
+            if labels < 2 {
+                return fail(format!(
+                    "a theme head needs at least two labels, {MANIFEST_FILE} has {labels}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `[u, v, u*v, |u-v|]`.
@@ -274,9 +333,13 @@ fn check_dimension(head: &TrainedHead, got: usize) -> Result<()> {
 
 fn describe(head: &TrainedHead) -> String {
     let m = &head.manifest;
+    let score = match &m.test {
+        Some(test) => format!("held-out test macro-F1 {:.3}", test.macro_f1),
+        None => format!("selection macro-F1 {:.3}", m.validation.macro_f1),
+    };
     format!(
-        "trained {} head (logistic regression, L2 {}, {} rows, held-out macro-F1 {:.3})",
-        m.task, m.training.l2, m.training.rows, m.validation.macro_f1
+        "trained {} head (logistic regression, L2 {}, {} rows, {score})",
+        m.task, m.training.l2, m.training.rows
     )
 }
 
@@ -429,8 +492,115 @@ fn assemble(
                 seconds,
             },
             validation: report.validation,
+            test: report.test,
             grid: report.grid,
         },
         model,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(task: Task, labels: &[&str], classes: usize, dimension: usize) -> TrainedHead {
+        TrainedHead {
+            manifest: HeadManifest {
+                format: 1,
+                task,
+                labels: labels.iter().map(|l| l.to_string()).collect(),
+                features: "paragraph".into(),
+                encoder: EncoderRecord {
+                    name: "tiny".into(),
+                    sha256: "ab".repeat(32),
+                },
+                training: TrainingRecord {
+                    files: Vec::new(),
+                    sha256: String::new(),
+                    rows: 0,
+                    targets: Vec::new(),
+                    options: TrainOptions::default(),
+                    l2: 0.0,
+                    epochs: 0,
+                    seconds: 0.0,
+                },
+                validation: Validation {
+                    rows: 0,
+                    accuracy: 0.0,
+                    macro_f1: 0.0,
+                    loss: 0.0,
+                },
+                test: None,
+                grid: Vec::new(),
+            },
+            model: LinearModel {
+                classes,
+                dimension,
+                weight: vec![0.1; classes * dimension],
+                bias: vec![0.0; classes],
+            },
+        }
+    }
+
+    fn load(head: &TrainedHead) -> Result<TrainedHead> {
+        let dir = tempfile::tempdir().unwrap();
+        head.save(dir.path()).unwrap();
+        TrainedHead::load(dir.path(), "tiny", &"ab".repeat(32))
+    }
+
+    /// Issue 11: a stance head whose weight matrix has two rows (and a manifest that agrees)
+    /// loaded fine and panicked at predict time, indexing the third class. It is now an error at
+    /// load time that names the weights file and says what to do.
+    #[test]
+    fn issue_11_a_stance_head_without_three_classes_fails_at_load() {
+        let error = load(&head(Task::Stance, &["favor", "against"], 2, 8))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains(WEIGHTS_FILE), "{error}");
+        assert!(error.contains("a stance head needs the labels"), "{error}");
+        assert!(error.contains("stancer train --task stance"), "{error}");
+
+        let error = load(&head(Task::Stance, &["favor", "against", "none"], 3, 6))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("multiple of 4"), "{error}");
+    }
+
+    /// Issue 11: a theme head whose rows don't match its labels names the file and both counts.
+    #[test]
+    fn issue_11_a_theme_head_whose_rows_do_not_match_its_labels_fails_at_load() {
+        let mut wrong = head(Task::Theme, &["a", "b", "c"], 3, 4);
+        wrong.manifest.labels.pop();
+        let error = load(&wrong).unwrap_err().to_string();
+        assert!(error.contains(WEIGHTS_FILE), "{error}");
+        assert!(
+            error.contains("the weight matrix has 3 rows but head.json lists 2 labels"),
+            "{error}"
+        );
+        let error = load(&head(Task::Theme, &["a"], 1, 4))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("at least two labels"), "{error}");
+    }
+
+    #[test]
+    fn well_formed_heads_load_and_predict() {
+        let stance = load(&head(Task::Stance, &["favor", "against", "none"], 3, 8)).unwrap();
+        let scores = TrainedStance(stance)
+            .predict(
+                &[&[0.5; 2]],
+                &PreparedTarget {
+                    id: "t".into(),
+                    text: "t".into(),
+                    vectors: vec![vec![0.25; 2]],
+                },
+            )
+            .unwrap();
+        assert!((scores[0].iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        let theme = load(&head(Task::Theme, &["a", "b"], 2, 4)).unwrap();
+        assert_eq!(
+            TrainedTheme(theme).predict(&[&[1.0; 4]]).unwrap()[0].len(),
+            2
+        );
     }
 }

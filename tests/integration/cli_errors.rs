@@ -8,10 +8,16 @@ use crate::common::{stancer, tiny_model_folder};
 
 /// Runs `stancer ARGS` and checks the failure contract; returns stderr.
 fn fails_with(args: &[&str], home: &Path, expected: &str) -> String {
+    fails_with_env(args, home, &[], expected)
+}
+
+/// [`fails_with`] with extra environment variables.
+fn fails_with_env(args: &[&str], home: &Path, env: &[(&str, &str)], expected: &str) -> String {
     let output = stancer()
         .args(args)
         .env("STANCER_HOME", home)
         .env("HF_HUB_OFFLINE", "1")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
@@ -103,6 +109,48 @@ fn truncated_safetensors() {
         dir.path(),
         "model.safetensors",
     );
+}
+
+/// Issue 11: with RUST_BACKTRACE=1 candle captures a backtrace in its errors and prints it in
+/// their message; the one line on stderr must stay one short line, without frames.
+#[test]
+fn issue_11_broken_weights_with_rust_backtrace_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = text_file(dir.path());
+    let truncated = dir.path().join("truncated");
+    copy_tiny(&truncated);
+    let weights = truncated.join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+    // Valid safetensors with none of the model's tensors: candle's lookup error carries a
+    // backtrace.
+    let foreign = dir.path().join("foreign");
+    copy_tiny(&foreign);
+    let tensor =
+        candle_core::Tensor::zeros((2, 3), candle_core::DType::F32, &candle_core::Device::Cpu)
+            .unwrap();
+    candle_core::safetensors::save(
+        &std::collections::HashMap::from([("foreign.weight".to_string(), tensor)]),
+        foreign.join("model.safetensors"),
+    )
+    .unwrap();
+    for model in [&truncated, &foreign] {
+        for backtrace in ["1", "full"] {
+            let stderr = fails_with_env(
+                &["embed", &input, "--model", model.to_str().unwrap()],
+                dir.path(),
+                &[
+                    ("RUST_BACKTRACE", backtrace),
+                    ("RUST_LIB_BACKTRACE", backtrace),
+                ],
+                "model.safetensors",
+            );
+            for frame in ["backtrace", "/rustc/", "candle_core::", " at "] {
+                assert!(!stderr.contains(frame), "{frame:?} in {stderr}");
+            }
+            assert!(stderr.len() < 400, "{stderr}");
+        }
+    }
 }
 
 #[test]

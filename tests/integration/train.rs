@@ -78,6 +78,12 @@ fn train_writes_a_repeatable_head_with_its_manifest() {
     assert_eq!(manifest["training"]["sha256"].as_str().unwrap().len(), 64);
     assert_eq!(manifest["encoder"]["sha256"].as_str().unwrap().len(), 64);
     assert!(manifest["validation"]["macro_f1"].is_number());
+    // Issue 11: the score reported is the test part's, which chose nothing; the selection
+    // part's (the best over the L2 grid) keeps its old field and is named as such.
+    assert!(manifest["test"]["macro_f1"].is_number(), "{manifest}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("held-out test ("), "{stdout}");
+    assert!(stdout.contains("selection ("), "{stdout}");
 
     // The head classifies through the same seam as the zero-shot one.
     let doc = dir.path().join("doc.txt");

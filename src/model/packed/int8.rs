@@ -283,46 +283,181 @@ mod tests {
     use super::*;
     use crate::model::packed::tiles::{pseudo_random, reference, test_case, TEST_SHAPES};
 
-    /// The VNNI kernel (when the CPU has it) and the portable kernel agree bit for bit (the
-    /// quantised rows too), and both are close to the exact product, on every test shape.
+    /// The int8 product written out plainly, the arithmetic the module doc defines without the
+    /// packing or the +128 shift: a scale per output (`max |w| / 127`) and per row
+    /// (`max |x| / 127`), signed values rounded to nearest even, exact integer sums, then
+    /// `out = bias + sum * (weight scale * row scale)`. Returns the output and each row's
+    /// shifted bytes (`q + 128`), what the kernels keep in their scratch.
+    fn scalar_reference(
+        x: &[f32],
+        w: &[f32],
+        bias: &[f32],
+        rows: usize,
+        inputs: usize,
+    ) -> (Vec<f32>, Vec<Vec<u8>>) {
+        let outputs = w.len() / inputs;
+        let weight_scale: Vec<f32> = (0..outputs)
+            .map(|n| {
+                let max = (0..inputs).fold(0.0f32, |m, k| m.max(w[k * outputs + n].abs()));
+                if max > 0.0 {
+                    max / 127.0
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let quantized_weight = |k: usize, n: usize| -> i64 {
+            (w[k * outputs + n] * (1.0 / weight_scale[n]))
+                .round_ties_even()
+                .clamp(-127.0, 127.0) as i64
+        };
+        let mut out = bias.to_vec();
+        let mut bytes = Vec::new();
+        for m in 0..rows {
+            let row = &x[m * inputs..][..inputs];
+            let max = row.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+            let (row_scale, q): (f32, Vec<i64>) = if max == 0.0 {
+                (0.0, vec![0; inputs])
+            } else {
+                let inverse = 127.0 / max;
+                let q = row
+                    .iter()
+                    .map(|v| (v * inverse).round_ties_even().clamp(-127.0, 127.0) as i64)
+                    .collect();
+                (max / 127.0, q)
+            };
+            bytes.push(q.iter().map(|&v| (v + 128) as u8).collect());
+            for n in 0..outputs {
+                let sum: i64 = (0..inputs).map(|k| q[k] * quantized_weight(k, n)).sum();
+                out[m * outputs + n] += sum as f32 * (weight_scale[n] * row_scale);
+            }
+        }
+        (out, bytes)
+    }
+
+    fn assert_rows(scratch: &Scratch, bytes: &[Vec<u8>], depth: usize, path: &str) {
+        for (m, row) in bytes.iter().enumerate() {
+            let got = &scratch.values[m * depth..][..depth];
+            assert_eq!(&got[..row.len()], &row[..], "{path}: quantised row {m}");
+            assert!(
+                got[row.len()..].iter().all(|&b| b == 128),
+                "{path}: padding"
+            );
+        }
+    }
+
+    /// Each available path (the portable one always, VNNI where the CPU has it) equals the
+    /// scalar reference bit for bit, quantised rows included, on every test shape; and the
+    /// product is close to the exact f32 one.
     #[test]
-    fn kernels_agree_and_approximate_f32() {
+    fn kernels_equal_the_scalar_reference_and_approximate_f32() {
+        let vnni = vnni_available();
+        eprintln!(
+            "int8: checking the portable path{}",
+            if vnni {
+                " and the AVX512-VNNI path"
+            } else {
+                "; AVX512-VNNI path not checked (this CPU lacks it)"
+            }
+        );
         for (rows, inputs, outputs) in TEST_SHAPES {
+            let shape = format!("{rows}x{inputs}x{outputs}");
             let (x, w, bias) = test_case(rows, inputs, outputs);
+            let (expected, bytes) = scalar_reference(&x, &w, &bias, rows, inputs);
             let weights = Weights::quantize(&w, inputs, outputs);
-            let mut fast = bias.clone();
-            let mut scratch = Scratch::default();
-            weights.forward_add(&x, rows, &mut fast, &mut scratch);
+
             let mut portable = bias.clone();
-            let mut portable_scratch = Scratch::default();
-            portable_scratch
+            let mut scratch = Scratch::default();
+            scratch
                 .values
                 .resize(rows.next_multiple_of(MR) * weights.depth, 128);
-            portable_scratch
-                .scales
-                .resize(rows.next_multiple_of(MR), 0.0);
+            scratch.scales.resize(rows.next_multiple_of(MR), 0.0);
             for m in 0..rows {
-                portable_scratch.scales[m] = crate::model::packed::kernels::quantize_row(
+                scratch.scales[m] = crate::model::packed::kernels::quantize_row(
                     &x[m * inputs..][..inputs],
-                    &mut portable_scratch.values[m * weights.depth..][..inputs],
+                    &mut scratch.values[m * weights.depth..][..inputs],
                 );
             }
-            assert_eq!(portable_scratch.values, scratch.values);
-            weights.forward_portable(&portable_scratch, rows, &mut portable);
-            assert_eq!(fast, portable, "shape {rows}x{inputs}x{outputs}");
+            assert_rows(&scratch, &bytes, weights.depth, "portable");
+            weights.forward_portable(&scratch, rows, &mut portable);
+            assert_eq!(portable, expected, "portable, shape {shape}");
+
+            let mut dispatched = bias.clone();
+            let mut scratch = Scratch::default();
+            weights.forward_add(&x, rows, &mut dispatched, &mut scratch);
+            assert_rows(&scratch, &bytes, weights.depth, "dispatched");
+            assert_eq!(dispatched, expected, "dispatched, shape {shape}");
+            #[cfg(target_arch = "x86_64")]
+            if vnni {
+                let mut out = bias.clone();
+                // SAFETY: the CPU has AVX512-F/BW/VNNI (checked); scratch was sized for these
+                // rows by forward_add above, `out` holds rows x outputs.
+                unsafe { weights.forward_vnni(&scratch, rows, &mut out) };
+                assert_eq!(out, expected, "VNNI, shape {shape}");
+            }
+
             let exact = reference(&x, &w, &bias, rows, inputs);
             let scale = (inputs as f32).sqrt();
-            let worst = fast
+            let worst = expected
                 .iter()
                 .zip(&exact)
                 .map(|(&got, &want)| (got - want as f32).abs() / scale)
                 .fold(0.0f32, f32::max);
             // Two 8-bit roundings of values in [-1, 1]: errors of ~1/254 each, summed over
             // `inputs` terms like a random walk.
-            assert!(
-                worst < 0.02,
-                "shape {rows}x{inputs}x{outputs}: error {worst}"
+            assert!(worst < 0.02, "shape {shape}: error {worst}");
+        }
+    }
+
+    /// The AVX-512 row quantiser (where the CPU has it) and the portable one equal the scalar
+    /// definition on rows of every length mod 16, including zero and non-finite rows.
+    #[test]
+    fn row_quantisers_equal_the_scalar_reference() {
+        let vnni = vnni_available();
+        eprintln!(
+            "int8 rows: checking the portable quantiser{}",
+            if vnni {
+                " and the AVX-512 one"
+            } else {
+                "; the AVX-512 one not checked (this CPU lacks AVX512-VNNI)"
+            }
+        );
+        let mut cases: Vec<Vec<f32>> = (1..=40).map(|len| pseudo_random(len as u64, len)).collect();
+        cases.push(vec![0.0; 19]);
+        cases.push(vec![1.0, f32::INFINITY, -2.0]);
+        cases.push(vec![0.5, -0.5, 0.25, 1.5 / 127.0, 2.5 / 127.0]);
+        for row in &cases {
+            let max = row
+                .iter()
+                .fold(0.0f32, |a, v| if v.abs() > a { v.abs() } else { a });
+            let (scale, expected): (f32, Vec<u8>) = if max == 0.0 || !max.is_finite() {
+                (if max == 0.0 { 0.0 } else { max }, vec![128; row.len()])
+            } else {
+                let inverse = 127.0 / max;
+                let bytes = row
+                    .iter()
+                    .map(|v| ((v * inverse).round_ties_even() + 128.0).clamp(1.0, 255.0) as u8)
+                    .collect();
+                (max / 127.0, bytes)
+            };
+            let mut out = vec![0u8; row.len()];
+            let got = crate::model::packed::kernels::quantize_row(row, &mut out);
+            assert_eq!(
+                (got.to_bits(), &out),
+                (scale.to_bits(), &expected),
+                "{row:?}"
             );
+            #[cfg(target_arch = "x86_64")]
+            if vnni {
+                let mut out = vec![0u8; row.len()];
+                // SAFETY: the CPU has AVX512-F/BW (checked with VNNI).
+                let got = unsafe { quantize_row_avx512(row, &mut out) };
+                assert_eq!(
+                    (got.to_bits(), &out),
+                    (scale.to_bits(), &expected),
+                    "{row:?}"
+                );
+            }
         }
     }
 

@@ -252,6 +252,135 @@ pub fn erf(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::packed::tiles::pseudo_random;
+
+    /// Which build the dispatcher runs on this CPU: only that one can be checked here (the
+    /// builds share one generic body, so the others differ only in the instructions chosen).
+    fn dispatched_build() -> &'static str {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vl")
+            {
+                return "AVX-512";
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                return "AVX2+FMA";
+            }
+        }
+        "baseline"
+    }
+
+    /// Row lengths around the 8- and 16-lane widths, and the model's.
+    const LENGTHS: [usize; 7] = [1, 7, 8, 17, 33, 384, 1537];
+
+    fn rows() -> impl Iterator<Item = Vec<f32>> {
+        LENGTHS.iter().map(|&len| {
+            pseudo_random(len as u64 + 11, len)
+                .iter()
+                .map(|v| v * 6.0)
+                .collect()
+        })
+    }
+
+    /// The element-wise kernels on the build this CPU dispatches to, against plain scalar
+    /// references in f64 (or, for the exact ones, bit for bit).
+    #[test]
+    fn kernels_match_scalar_references() {
+        eprintln!(
+            "kernels: checking the {} build (the one this CPU runs)",
+            dispatched_build()
+        );
+        for row in rows() {
+            let len = row.len();
+            let other = pseudo_random(len as u64 + 99, len);
+
+            let mut sum = row.clone();
+            add(&mut sum, &other);
+            let expected: Vec<f32> = row.iter().zip(&other).map(|(a, b)| a + b).collect();
+            assert_eq!(sum, expected, "add, length {len}");
+
+            let weight = pseudo_random(len as u64 + 5, len);
+            let bias = pseudo_random(len as u64 + 6, len);
+            let mut normed = row.clone();
+            layer_norm(&mut normed, &weight, &bias, 1e-12);
+            let n = len as f64;
+            let mean = row.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+            let variance = row
+                .iter()
+                .map(|&v| (f64::from(v) - mean).powi(2))
+                .sum::<f64>()
+                / n;
+            for (i, &got) in normed.iter().enumerate() {
+                let z = if variance > 0.0 {
+                    (f64::from(row[i]) - mean) / (variance + 1e-12).sqrt()
+                } else {
+                    0.0
+                };
+                let want = z * f64::from(weight[i]) + f64::from(bias[i]);
+                let tolerance = 1e-5 * (1.0 + z.abs());
+                assert!(
+                    (f64::from(got) - want).abs() <= tolerance,
+                    "layer_norm, length {len}, value {i}: {got} vs {want}"
+                );
+            }
+
+            let mut probabilities = row.clone();
+            softmax(&mut probabilities);
+            let max = row
+                .iter()
+                .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+            let exps: Vec<f64> = row.iter().map(|&v| (f64::from(v) - max).exp()).collect();
+            let total: f64 = exps.iter().sum();
+            for (i, (&got, e)) in probabilities.iter().zip(&exps).enumerate() {
+                let want = e / total;
+                assert!(
+                    (f64::from(got) - want).abs() <= 1e-5 * want + 1e-12,
+                    "softmax, length {len}, value {i}: {got} vs {want}"
+                );
+            }
+
+            let mut erf_gelu = row.clone();
+            gelu_erf(&mut erf_gelu);
+            let mut tanh_gelu = row.clone();
+            gelu_tanh(&mut tanh_gelu);
+            for (i, &v) in row.iter().enumerate() {
+                let v64 = f64::from(v);
+                let want = 0.5 * v64 * (1.0 + candle_core::cpu::erf::erf_f64(v64 / 2f64.sqrt()));
+                let tolerance = 1e-6 * (1.0 + v64.abs());
+                assert!(
+                    (f64::from(erf_gelu[i]) - want).abs() <= tolerance,
+                    "gelu_erf({v}): {} vs {want}",
+                    erf_gelu[i]
+                );
+                let inner = (2.0 / std::f64::consts::PI).sqrt() * (v64 + 0.044715 * v64.powi(3));
+                let want = 0.5 * v64 * (1.0 + inner.tanh());
+                assert!(
+                    (f64::from(tanh_gelu[i]) - want).abs() <= tolerance,
+                    "gelu_tanh({v}): {} vs {want}",
+                    tanh_gelu[i]
+                );
+            }
+
+            let mut bytes = vec![0u8; len];
+            let scale = quantize_row(&row, &mut bytes);
+            let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert_eq!(scale, max / 127.0, "quantize_row scale, length {len}");
+            for (i, (&v, &b)) in row.iter().zip(&bytes).enumerate() {
+                let want = ((v * (127.0 / max)).round_ties_even() + 128.0).clamp(1.0, 255.0);
+                assert_eq!(f32::from(b), want, "quantize_row, length {len}, value {i}");
+            }
+
+            let mut bits = vec![0u16; len];
+            round_bf16(&row, &mut bits);
+            let want: Vec<u16> = row
+                .iter()
+                .map(|&v| half::bf16::from_f32(v).to_bits())
+                .collect();
+            assert_eq!(bits, want, "round_bf16, length {len}");
+        }
+    }
 
     #[test]
     fn exp_is_close_to_std() {
