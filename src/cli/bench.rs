@@ -14,7 +14,7 @@ use serde::Serialize;
 use stancer::embed::{EmbedStats, Embedder};
 use stancer::input;
 
-use super::setup::{load_embedder, notice};
+use super::setup::{load_embedder, load_heads, notice, StanceArgs};
 use super::ModelArgs;
 
 /// The corpus used without INPUT: ~300 paragraphs of 5 to ~360 tokens, made from the project's own
@@ -44,9 +44,12 @@ pub struct BenchArgs {
     /// Also write the numbers to FILE as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Time the whole classify path instead of the encoder alone.
+    /// Time the whole classify path instead of the encoder alone: embedding, the theme head and
+    /// the stance model of --stance on the default schema's targets.
     #[arg(long)]
     classify: bool,
+    #[command(flatten)]
+    stance: StanceArgs,
     /// Also time each stage of the packed CPU encoder (CPU seconds summed over threads, per
     /// pass); the timers themselves cost a little.
     #[arg(long)]
@@ -143,10 +146,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
     stancer::model::packed::profile::enable(args.profile);
     let (passes, classifier, plain) = if args.classify {
-        // The whole classify path: embedding plus the zero-shot heads of the default schema
-        // (theme prototypes and targets are prepared once, outside the timed passes).
+        // The whole classify path: embedding, the theme head and the stance model on the default
+        // schema's targets (prototypes and targets are prepared once, outside the timed passes).
         let schema = stancer::schema::Schema::default_schema();
-        let heads = stancer::head::Heads::zero_shot(&embedder, &schema)?;
+        let heads = load_heads(
+            &embedder,
+            &resolved,
+            &schema,
+            &[],
+            &args.stance,
+            &args.model,
+        )?;
         let mut classifier = stancer::classify::Classifier::new(embedder, heads, &schema, &[])?;
         let passes = measure_classify(&mut classifier, &texts, args.passes, quiet)?;
         (passes, Some(classifier), None)

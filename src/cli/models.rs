@@ -27,7 +27,17 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<ExitCode> {
         ModelsCommand::List => {
             println!("cache: {}", fetch::stancer_home().join("models").display());
             let manifests = Manifest::builtin();
-            let width = manifests.iter().map(|m| m.name.len()).max().unwrap_or(0);
+            let width = manifests
+                .iter()
+                .map(|m| m.name.len())
+                .chain(
+                    stancer::model::adapter::BUILTIN_STANCE
+                        .iter()
+                        .map(|b| b.name.len()),
+                )
+                .chain(["prototype".len()])
+                .max()
+                .unwrap_or(0);
             for manifest in manifests {
                 let state = if fetch::is_cached(&manifest) {
                     "cached"
@@ -44,6 +54,33 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<ExitCode> {
                     manifest.name, state, manifest.description
                 );
             }
+            println!("stance models (--stance; built in, no download):");
+            let adapters = stancer::model::adapter::BUILTIN_STANCE;
+            let default = stancer::model::adapter::DEFAULT_STANCE;
+            for builtin in adapters {
+                let description =
+                    toml::from_str::<stancer::model::adapter::StanceManifest>(builtin.manifest)
+                        .map(|m| format!("{} (on {})", m.description, m.base))
+                        .unwrap_or_default();
+                let marker = if builtin.name == default {
+                    " (default)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{:<width$} {:<11} {description}{marker}",
+                    builtin.name, "built in"
+                );
+            }
+            let marker = if default == "prototype" {
+                " (default)"
+            } else {
+                ""
+            };
+            println!(
+                "{:<width$} {:<11} zero-shot prototype head on the encoder's vectors{marker}",
+                "prototype", "built in"
+            );
             Ok(ExitCode::SUCCESS)
         }
         ModelsCommand::Fetch { name, quiet } => {
