@@ -108,8 +108,8 @@ impl Classifier {
                 row.push((target.id.clone(), StanceDecision::from_probabilities(s)));
             }
         }
-        // A paragraph's own target: rows that share one are scored together, in one call per
-        // distinct target, prepared once per run.
+        // A paragraph's own target: every such pair in one call (a model batches them all),
+        // each distinct target prepared once per run.
         let mut by_target: Vec<(String, Vec<usize>)> = Vec::new();
         for (i, paragraph) in paragraphs.iter().enumerate() {
             let Some(text) = &paragraph.target else {
@@ -123,24 +123,34 @@ impl Classifier {
                 None => by_target.push((text.clone(), vec![i])),
             }
         }
-        for (text, rows) in by_target {
-            if !self.row_targets.contains_key(&text) {
+        for (text, _) in &by_target {
+            if !self.row_targets.contains_key(text) {
                 let prepared = self
                     .heads
                     .stance
-                    .prepare(&self.embedder, &Target::free(&text))?;
+                    .prepare(&self.embedder, &Target::free(text))?;
                 self.row_targets.insert(text.clone(), prepared);
             }
-            let target = &self.row_targets[&text];
-            let row_vectors: Vec<&[f32]> = rows.iter().map(|&i| vectors[i]).collect();
-            let row_texts: Vec<&str> = rows.iter().map(|&i| texts[i]).collect();
-            let scores = self
-                .heads
-                .stance
-                .predict_paragraphs(&row_vectors, &row_texts, target)?;
-            for (&i, s) in rows.iter().zip(scores) {
-                stances[i].push((text.clone(), StanceDecision::from_probabilities(s)));
-            }
+        }
+        let mut slots: Vec<(usize, &str)> = Vec::new();
+        for (text, rows) in &by_target {
+            slots.extend(rows.iter().map(|&i| (i, text.as_str())));
+        }
+        let inputs: Vec<crate::head::PairInput<'_>> = slots
+            .iter()
+            .map(|&(i, text)| crate::head::PairInput {
+                vector: vectors[i],
+                text: texts[i],
+                target: &self.row_targets[text],
+            })
+            .collect();
+        let scores = self.heads.stance.predict_pairs(&inputs)?;
+        let mut own: Vec<Option<(String, StanceDecision)>> = vec![None; paragraphs.len()];
+        for (&(i, text), s) in slots.iter().zip(scores) {
+            own[i] = Some((text.to_string(), StanceDecision::from_probabilities(s)));
+        }
+        for (row, decision) in stances.iter_mut().zip(own) {
+            row.extend(decision);
         }
         Ok(embeddings
             .into_iter()

@@ -218,33 +218,30 @@ pub fn predict(
             });
         }
     }
-    // Every (row, target) pair with a gold stance, scored in one call per distinct target and
-    // reported in row order.
+    // Every (row, target) pair with a gold stance, scored in one call (a model batches all
+    // pairs together), each distinct target prepared once, reported in row order.
     let mut pairs: Vec<(usize, usize)> = Vec::new();
-    let mut by_target: Vec<(&str, Vec<usize>)> = Vec::new();
     for (i, row) in rows.iter().enumerate() {
-        for (k, (target, _)) in row.stances.iter().enumerate() {
-            let slot = pairs.len();
+        for k in 0..row.stances.len() {
             pairs.push((i, k));
-            match by_target.iter_mut().find(|(t, _)| t == target) {
-                Some((_, slots)) => slots.push(slot),
-                None => by_target.push((target.as_str(), vec![slot])),
-            }
         }
     }
-    let mut predicted: Vec<Option<Stance>> = vec![None; pairs.len()];
-    for (target, slots) in by_target {
-        let prepared = targets.get(target, stance, embedder)?;
-        let slot_vectors: Vec<&[f32]> = slots.iter().map(|&s| vectors[pairs[s].0]).collect();
-        let slot_texts: Vec<&str> = slots
-            .iter()
-            .map(|&s| rows[pairs[s].0].text.as_str())
-            .collect();
-        let scores = stance.predict_paragraphs(&slot_vectors, &slot_texts, prepared)?;
-        for (&slot, scores) in slots.iter().zip(scores) {
-            predicted[slot] = Some(StanceDecision::from_probabilities(scores).label);
-        }
+    for &(i, k) in &pairs {
+        targets.get(&rows[i].stances[k].0, stance, embedder)?;
     }
+    let inputs: Vec<crate::head::PairInput<'_>> = pairs
+        .iter()
+        .map(|&(i, k)| crate::head::PairInput {
+            vector: vectors[i],
+            text: rows[i].text.as_str(),
+            target: &targets.prepared[&rows[i].stances[k].0],
+        })
+        .collect();
+    let predicted: Vec<Option<Stance>> = stance
+        .predict_pairs(&inputs)?
+        .into_iter()
+        .map(|scores| Some(StanceDecision::from_probabilities(scores).label))
+        .collect();
     let stances = pairs
         .iter()
         .zip(predicted)

@@ -323,6 +323,17 @@ impl TrainModel {
             .collect()
     }
 
+    /// Sets the trained tensors from an adapter's (the unmerged forward of a trained adapter).
+    pub fn set_tensors(&self, tensors: &HashMap<String, Tensor>) -> candle_core::Result<()> {
+        for (name, var) in &self.vars {
+            let value = tensors
+                .get(name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("the adapter has no {name}")))?;
+            var.set(&value.to_dtype(DType::F32)?.to_device(&self.device)?)?;
+        }
+        Ok(())
+    }
+
     /// Logits (rows, classes) for a packed batch, padded here to its longest sequence.
     pub fn forward(&self, batch: &Batch) -> candle_core::Result<Tensor> {
         let rows = batch.len();

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::model::{Batch, Model};
 use crate::schema::Target;
 use crate::stance::Stance;
-use crate::tokenize::TextTokenizer;
+use crate::tokenize::{PairTokenized, TextTokenizer};
 
 use super::{softmax, PreparedTarget, StanceHead};
 
@@ -69,8 +69,40 @@ impl CrossEncoderStance {
     /// [favor, against, none] probabilities of each paragraph toward `target`.
     pub fn score(&self, target: &str, paragraphs: &[&str]) -> Result<Vec<[f32; 3]>> {
         let tokenized = self.tokenizer.tokenize_pairs(target, paragraphs)?;
+        self.score_tokenized(&tokenized)
+    }
+
+    /// [favor, against, none] probabilities of each (target, paragraph) pair, targets mixed,
+    /// all pairs' windows batched together by tokens.
+    pub fn score_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<[f32; 3]>> {
+        // Each distinct target is tokenized once, with all of its paragraphs.
+        let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, (target, _)) in pairs.iter().enumerate() {
+            match groups.iter_mut().find(|(t, _)| t == target) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((target, vec![i])),
+            }
+        }
+        let mut tokenized: Vec<Option<PairTokenized>> = vec![None; pairs.len()];
+        for (target, members) in groups {
+            let texts: Vec<&str> = members.iter().map(|&i| pairs[i].1).collect();
+            for (&i, pair) in members
+                .iter()
+                .zip(self.tokenizer.tokenize_pairs(target, &texts)?)
+            {
+                tokenized[i] = Some(pair);
+            }
+        }
+        let tokenized: Vec<PairTokenized> = tokenized
+            .into_iter()
+            .map(|t| t.expect("this is a bug: a pair was not tokenized"))
+            .collect();
+        self.score_tokenized(&tokenized)
+    }
+
+    fn score_tokenized(&self, tokenized: &[PairTokenized]) -> Result<Vec<[f32; 3]>> {
         let mut sequences = Vec::new();
-        for pair in &tokenized {
+        for pair in tokenized {
             sequences.extend(pair.windows.iter());
         }
         let lengths: Vec<usize> = sequences.iter().map(|s| s.len()).collect();
@@ -134,6 +166,14 @@ impl StanceHead for CrossEncoderStance {
         target: &PreparedTarget,
     ) -> Result<Vec<[f32; 3]>> {
         self.score(&target.text, texts)
+    }
+
+    fn predict_pairs(&self, pairs: &[super::PairInput<'_>]) -> Result<Vec<[f32; 3]>> {
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|p| (p.target.text.as_str(), p.text))
+            .collect();
+        self.score_pairs(&pairs)
     }
 
     fn describe(&self) -> String {

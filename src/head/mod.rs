@@ -42,7 +42,40 @@ pub trait StanceHead: Send + Sync {
         let _ = texts;
         self.predict(vectors, target)
     }
+    /// One [favor, against, none] triple per (paragraph, target) pair, targets mixed: a head
+    /// that runs a model batches all pairs together. The default scores each target's pairs
+    /// with [`StanceHead::predict_paragraphs`].
+    fn predict_pairs(&self, pairs: &[PairInput<'_>]) -> Result<Vec<[f32; 3]>> {
+        let mut scores = vec![[0.0f32; 3]; pairs.len()];
+        let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+        for (i, pair) in pairs.iter().enumerate() {
+            match groups.iter_mut().find(|(id, _)| *id == pair.target.id) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((&pair.target.id, vec![i])),
+            }
+        }
+        for (_, members) in groups {
+            let vectors: Vec<&[f32]> = members.iter().map(|&i| pairs[i].vector).collect();
+            let texts: Vec<&str> = members.iter().map(|&i| pairs[i].text).collect();
+            let target = pairs[members[0]].target;
+            for (&i, s) in members
+                .iter()
+                .zip(self.predict_paragraphs(&vectors, &texts, target)?)
+            {
+                scores[i] = s;
+            }
+        }
+        Ok(scores)
+    }
     fn describe(&self) -> String;
+}
+
+/// One (paragraph, target) pair to score: the paragraph's vector and text, and the target.
+#[derive(Debug, Clone, Copy)]
+pub struct PairInput<'a> {
+    pub vector: &'a [f32],
+    pub text: &'a str,
+    pub target: &'a PreparedTarget,
 }
 
 /// The heads a run uses: an optional theme head and a stance head.

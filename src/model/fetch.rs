@@ -76,6 +76,17 @@ impl ModelSpec {
         if let Some(manifest) = Manifest::builtin_named(argument) {
             return Ok(ModelSpec::Manifest(Box::new(manifest)));
         }
+        if super::adapter::BUILTIN_STANCE
+            .iter()
+            .any(|b| b.name == argument)
+        {
+            return Err(Error::Usage {
+                message: format!(
+                    "'{argument}' is a stance model, not an encoder; pass it as --stance {argument} \
+                     (and an encoder, if not the default, as --model)"
+                ),
+            });
+        }
         if argument.contains(std::path::MAIN_SEPARATOR) || argument.starts_with('.') {
             return Err(Error::ModelFolder {
                 path: path.to_path_buf(),

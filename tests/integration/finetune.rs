@@ -491,3 +491,100 @@ fn real_model_finetuning_raises_held_out_macro_f1_above_the_untrained_head() {
         "untrained {untrained:.3}, trained {trained:.3}"
     );
 }
+
+#[test]
+fn real_model_shipped_stance_model_merged_equals_its_unmerged_forward() {
+    let Some(builtin) = stancer::model::adapter::BUILTIN_STANCE.first() else {
+        eprintln!("skipping: no stance model is built in");
+        return;
+    };
+    let spec = stancer::model::adapter::StanceSpec::parse(builtin.name).unwrap();
+    let adapter = spec.load().unwrap().unwrap();
+    let base = stancer::model::fetch::ModelSpec::parse(Some(&adapter.card.base.name))
+        .unwrap()
+        .resolve(&mut |line| eprintln!("{line}"))
+        .unwrap();
+    adapter
+        .check_base(&base.name, &base.weights_checksum().unwrap())
+        .unwrap();
+    let config = stancer::model::read_bert_config(&base.files.config).unwrap();
+    let tensors = candle_core::safetensors::load(&base.files.weights, &Device::Cpu).unwrap();
+    let unfreeze = Unfreeze::default();
+    let model = TrainModel::new(
+        &tensors,
+        &config,
+        &adapter.card.lora,
+        unfreeze,
+        3,
+        0,
+        &Device::Cpu,
+    )
+    .unwrap();
+    model.set_tensors(adapter.tensors()).unwrap();
+    let tokenizer = TextTokenizer::load(&base.files.tokenizer, adapter.card.max_tokens).unwrap();
+    let pairs = [
+        ("renewable energy subsidies", "We must expand subsidies for wind and solar power now; they pay for themselves."),
+        ("the death penalty", "Executions are irreversible, and innocent people have been put to death."),
+        ("China can be leveraged to broker peace in Ukraine", "The summit in Astana discussed trade corridors through Central Asia and new rail links."),
+    ];
+    let sequences = tokenizer.tokenize_pairs_truncated(&pairs).unwrap();
+    let refs: Vec<_> = sequences.iter().collect();
+    let batch = Batch::from_sequences(&refs);
+    let expected = model.forward(&batch).unwrap().to_vec2::<f32>().unwrap();
+    let folder = base.files.weights.parent().unwrap().to_path_buf();
+    for engine in [Engine::Packed, Engine::Candle] {
+        let logits = merged(&folder, &adapter, engine, Matmul::F32)
+            .predict(&batch)
+            .unwrap();
+        let difference = max_abs_difference(&flat(&logits), &flat(&expected));
+        eprintln!("{engine:?}: merged vs unmerged max |difference| {difference:.2e}");
+        assert!(difference <= 1e-4, "{engine:?}: {difference}");
+    }
+    // The reduced-precision variants run the same merged matrices and agree on the labels.
+    let labels = |rows: &[Vec<f32>]| {
+        rows.iter()
+            .map(|r| stancer::head::argmax(r))
+            .collect::<Vec<_>>()
+    };
+    for matmul in [Matmul::Int8, Matmul::Bf16] {
+        let logits = merged(&folder, &adapter, Engine::Packed, matmul)
+            .predict(&batch)
+            .unwrap();
+        let difference = max_abs_difference(&flat(&logits), &flat(&expected));
+        eprintln!("{matmul:?}: max |difference| to f32 {difference:.3}");
+        assert_eq!(labels(&logits), labels(&expected), "{matmul:?}");
+    }
+}
+
+#[test]
+fn a_built_in_stance_model_with_a_changed_byte_is_refused() {
+    let Some(builtin) = stancer::model::adapter::BUILTIN_STANCE.first() else {
+        eprintln!("skipping: no stance model is built in");
+        return;
+    };
+    let mut weights = builtin.weights.to_vec();
+    let last = weights.len() - 1;
+    weights[last] ^= 1;
+    let tampered = Box::leak(Box::new(stancer::model::adapter::BuiltinAdapter {
+        name: builtin.name,
+        manifest: builtin.manifest,
+        weights: Box::leak(weights.into_boxed_slice()),
+        card: builtin.card,
+    }));
+    let error = stancer::model::adapter::StanceSpec::Builtin(tampered)
+        .load()
+        .err()
+        .expect("a changed byte must fail the checksum");
+    assert!(error.to_string().contains("sha256"), "{error}");
+    // The intact one loads, and its card names the base and the data it was trained on.
+    let adapter = stancer::model::adapter::StanceSpec::Builtin(builtin)
+        .load()
+        .unwrap()
+        .unwrap();
+    assert_eq!(adapter.card.task, "stance");
+    assert!(adapter.card.rest["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["sha256"].as_str().unwrap().len() == 64));
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Stance models side by side (issue 12): the prototype zero-shot head, a logistic pair head trained
+# with `stancer train` on VAST train, and the shipped cross-encoder (minilm-l6-stance), on data none
+# of them trained on: VAST dev, SemEval-2016 val, the fixtures, and the held-out test part of each
+# of the cross-encoder's training sets (split by text, written by `stancer finetune`). Also the
+# supervised path: a cross-encoder fine-tuned on SemEval-2016 train alone, on SemEval-2016 val.
+# Writes the tables to eval/RESULTS-stance.md.
+#
+#   eval/run-stance.sh [--data DIR] [--heldout DIR] [--semeval-model DIR]
+#
+# HELDOUT is the folder of the shipped model's finetune run (it holds heldout-test.jsonl); rows of
+# each training file are scored separately. SEMEVAL_MODEL is a finetune output trained on
+# semeval2016-train.jsonl alone (see the command in eval/RESULTS-stance.md). Either may be left out.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=../shared/data
+heldout=
+semeval=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --data) data=$2; shift 2 ;;
+    --heldout) heldout=$2; shift 2 ;;
+    --semeval-model) semeval=$2; shift 2 ;;
+    *) echo "usage: $0 [--data DIR] [--heldout DIR] [--semeval-model DIR]" >&2; exit 2 ;;
+  esac
+done
+cargo build --release --quiet
+stancer=target/release/stancer
+out=target/benchmarks/stance
+mkdir -p "$out"
+: > "$out/commands.tsv"
+run() { # name, then stancer arguments
+  local name=$1; shift
+  echo "== $name: stancer $*" >&2
+  "$stancer" "$@" --quiet --json "$out/$name.json" > "$out/$name.txt"
+  printf '%s\tstancer %s\n' "$name" "$*" >> "$out/commands.tsv"
+}
+sets=("vast-dev:$data/vast-dev.jsonl" "semeval-val:$data/semeval2016-val.jsonl" "fixtures:eval/fixtures/*.jsonl")
+if [ -n "$heldout" ]; then
+  python3 - "$heldout/heldout-test.jsonl" "$out" <<'PY'
+import json, sys, collections
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    source = json.loads(line)["id"].rsplit("-", 1)[0]
+    rows["semeval2016-train" if source.startswith("semeval") else source].append(line)
+for name, lines in rows.items():
+    open(f"{sys.argv[2]}/heldout-{name}.jsonl", "w").writelines(lines)
+PY
+  for f in "$out"/heldout-*.jsonl; do
+    n=$(basename "$f" .jsonl)
+    sets+=("$n:$f")
+  done
+fi
+if [ ! -f "$out/vast-logistic-head/head.json" ]; then
+  "$stancer" train "$data/train/vast-train.jsonl" --task stance --out "$out/vast-logistic-head" --quiet > "$out/vast-logistic-head.txt"
+  printf '%s\tstancer %s\n' "vast-logistic-head" "train $data/train/vast-train.jsonl --task stance --out $out/vast-logistic-head" >> "$out/commands.tsv"
+fi
+for entry in "${sets[@]}"; do
+  name=${entry%%:*}
+  files=${entry#*:}
+  # shellcheck disable=SC2086
+  run "$name-prototype" eval $files --stance prototype
+  # shellcheck disable=SC2086
+  run "$name-logistic" eval $files --head "$out/vast-logistic-head"
+  # shellcheck disable=SC2086
+  run "$name-cross-encoder" eval $files --stance minilm-l6-stance
+done
+if [ -n "$semeval" ]; then
+  run semeval-val-finetuned-semeval eval "$data/semeval2016-val.jsonl" --stance "$semeval"
+fi
+python3 eval/stance_results.py "$out" > eval/RESULTS-stance.md.tmp
+mv eval/RESULTS-stance.md.tmp eval/RESULTS-stance.md
+echo "wrote eval/RESULTS-stance.md" >&2
