@@ -6,7 +6,10 @@
 # supervised path: a cross-encoder fine-tuned on SemEval-2016 train alone, on SemEval-2016 val.
 # Writes the tables to eval/RESULTS-stance.md.
 #
-#   eval/run-stance.sh [--data DIR] [--heldout DIR] [--semeval-model DIR]
+#   eval/run-stance.sh [--data DIR] [--heldout DIR] [--semeval-model DIR] [--heads LIST] [--sets LIST]
+#
+# --heads takes a comma-separated subset of prototype,logistic,cross-encoder (default: all three);
+# --sets a subset of vast-dev,semeval-val,fixtures,heldout (default: all).
 #
 # HELDOUT is the folder of the shipped model's finetune run (it holds heldout-test.jsonl); rows of
 # each training file are scored separately. SEMEVAL_MODEL is a finetune output trained on
@@ -16,27 +19,35 @@ cd "$(dirname "$0")/.."
 data=../shared/data
 heldout=
 semeval=
+heads=prototype,logistic,cross-encoder
+only=vast-dev,semeval-val,fixtures,heldout
 while [ $# -gt 0 ]; do
   case "$1" in
     --data) data=$2; shift 2 ;;
     --heldout) heldout=$2; shift 2 ;;
     --semeval-model) semeval=$2; shift 2 ;;
-    *) echo "usage: $0 [--data DIR] [--heldout DIR] [--semeval-model DIR]" >&2; exit 2 ;;
+    --heads) heads=$2; shift 2 ;;
+    --sets) only=$2; shift 2 ;;
+    *) echo "usage: $0 [--data DIR] [--heldout DIR] [--semeval-model DIR] [--heads LIST] [--sets LIST]" >&2; exit 2 ;;
   esac
 done
 cargo build --release --quiet
 stancer=target/release/stancer
 out=target/benchmarks/stance
 mkdir -p "$out"
-: > "$out/commands.tsv"
+touch "$out/commands.tsv"
+wanted() { case ",$1," in *",$2,"*) return 0 ;; *) return 1 ;; esac; }
 run() { # name, then stancer arguments
   local name=$1; shift
   echo "== $name: stancer $*" >&2
   "$stancer" "$@" --quiet --json "$out/$name.json" > "$out/$name.txt"
   printf '%s\tstancer %s\n' "$name" "$*" >> "$out/commands.tsv"
 }
-sets=("vast-dev:$data/vast-dev.jsonl" "semeval-val:$data/semeval2016-val.jsonl" "fixtures:eval/fixtures/*.jsonl")
-if [ -n "$heldout" ]; then
+sets=()
+wanted "$only" vast-dev && sets+=("vast-dev:$data/vast-dev.jsonl")
+wanted "$only" semeval-val && sets+=("semeval-val:$data/semeval2016-val.jsonl")
+wanted "$only" fixtures && sets+=("fixtures:eval/fixtures/*.jsonl")
+if [ -n "$heldout" ] && wanted "$only" heldout; then
   python3 - "$heldout/heldout-test.jsonl" "$out" <<'PY'
 import json, sys, collections
 rows = collections.defaultdict(list)
@@ -51,7 +62,7 @@ PY
     sets+=("$n:$f")
   done
 fi
-if [ ! -f "$out/vast-logistic-head/head.json" ]; then
+if wanted "$heads" logistic && [ ! -f "$out/vast-logistic-head/head.json" ]; then
   "$stancer" train "$data/train/vast-train.jsonl" --task stance --out "$out/vast-logistic-head" --quiet > "$out/vast-logistic-head.txt"
   printf '%s\tstancer %s\n' "vast-logistic-head" "train $data/train/vast-train.jsonl --task stance --out $out/vast-logistic-head" >> "$out/commands.tsv"
 fi
@@ -59,11 +70,11 @@ for entry in "${sets[@]}"; do
   name=${entry%%:*}
   files=${entry#*:}
   # shellcheck disable=SC2086
-  run "$name-prototype" eval $files --stance prototype
+  if wanted "$heads" prototype; then run "$name-prototype" eval $files --stance prototype; fi
   # shellcheck disable=SC2086
-  run "$name-logistic" eval $files --head "$out/vast-logistic-head"
+  if wanted "$heads" logistic; then run "$name-logistic" eval $files --head "$out/vast-logistic-head"; fi
   # shellcheck disable=SC2086
-  run "$name-cross-encoder" eval $files --stance minilm-l6-stance
+  if wanted "$heads" cross-encoder; then run "$name-cross-encoder" eval $files --stance minilm-l6-stance; fi
 done
 if [ -n "$semeval" ]; then
   run semeval-val-finetuned-semeval eval "$data/semeval2016-val.jsonl" --stance "$semeval"

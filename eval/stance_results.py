@@ -7,7 +7,7 @@ import sys
 from datetime import date
 
 out = pathlib.Path(sys.argv[1])
-commands = dict(line.rstrip("\n").split("\t", 1) for line in open(out / "commands.tsv"))
+commands = dict(line.rstrip("\n").split("\t", 1) for line in open(out / "commands.tsv") if "\t" in line)
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 NAMES = {
     "vast-dev": "VAST dev (2,062 comments, 497 targets; zero-shot for all three)",

@@ -458,8 +458,8 @@ pub fn read_bert_config(path: &Path) -> Result<bert::BertConfig> {
         path: path.to_path_buf(),
         message,
     };
-    let raw: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| fail(format!("not valid JSON ({e})")))?;
+    let raw: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| fail(format!("not a valid BERT config.json (not JSON: {e})")))?;
     let model_type = raw.get("model_type").and_then(|v| v.as_str());
     let architectures: Vec<&str> = raw
         .get("architectures")

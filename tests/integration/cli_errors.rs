@@ -95,6 +95,30 @@ fn config_that_is_not_json() {
     assert!(stderr.contains("not a valid BERT config.json"), "{stderr}");
 }
 
+/// Issue 11: a RoBERTa folder used to load as BERT and give wrong vectors in silence.
+#[test]
+fn a_roberta_folder_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = text_file(dir.path());
+    let model = dir.path().join("model");
+    copy_tiny(&model);
+    let path = model.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    config["model_type"] = "roberta".into();
+    config["architectures"] = serde_json::json!(["RobertaModel"]);
+    std::fs::write(&path, config.to_string()).unwrap();
+    let stderr = fails_with(
+        &["classify", &input, "--model", model.to_str().unwrap()],
+        dir.path(),
+        "config.json",
+    );
+    assert!(
+        stderr.contains("model type 'roberta' is not supported (supported: bert)"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn truncated_safetensors() {
     let dir = tempfile::tempdir().unwrap();
