@@ -241,14 +241,14 @@ pub fn batches(
     seed: u64,
 ) -> Vec<Vec<Example>> {
     let batch = batch.max(1);
-    let mut random = SplitMix64::new(seed ^ 0xBA7C_4E5);
+    let mut random = SplitMix64::new(seed ^ 0x0BA7_C4E5);
     let mut out: Vec<Vec<Example>> = Vec::new();
     for window in examples.chunks(batch * 50) {
         let mut sorted: Vec<(usize, Example)> = window
             .iter()
             .map(|e| (lengths[e.text_row].max(1), e.clone()))
             .collect();
-        sorted.sort_by(|a, b| b.0.cmp(&a.0));
+        sorted.sort_by_key(|a| std::cmp::Reverse(a.0));
         out.extend(
             sorted
                 .chunks(batch)

@@ -451,7 +451,7 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
         });
 
         let last = state.step == total_steps;
-        if !validation.is_empty() && (state.step % hyper.eval_every == 0 || last) {
+        if !validation.is_empty() && (state.step.is_multiple_of(hyper.eval_every) || last) {
             let (macro_f1, accuracy) = score(&model, &tokenizer, &validation)?;
             let improved = state.best_macro_f1.is_none_or(|b| macro_f1 > b);
             state.history.push(ValidationPoint {
@@ -483,7 +483,7 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
             }
         }
         let interrupt = options.stop_at_step == Some(state.step);
-        if state.step % options.checkpoint_every.max(1) == 0 || last || interrupt {
+        if state.step.is_multiple_of(options.checkpoint_every.max(1)) || last || interrupt {
             state.seconds = seconds_before + session_started.elapsed().as_secs_f64();
             save_checkpoint(&checkpoint_dir, &state, &model, &adam, best.as_ref())?;
             events(Event::Checkpoint { step: state.step });

@@ -136,17 +136,13 @@ fn tiny_merged_adapter_is_batch_invariant_and_runs_in_every_precision() {
     let batch = pair_batch(folder, 64);
     let f32_model = merged(folder, &adapter, Engine::Auto, Matmul::F32);
     let together = f32_model.predict(&batch).unwrap();
-    for i in 0..batch.len() {
+    for (i, expected) in together.iter().enumerate() {
         let range = batch.range(i);
         let alone = Batch::new([(
             &batch.ids[range.clone()],
             Some(&batch.type_ids[range.clone()]),
         )]);
-        assert_eq!(
-            f32_model.predict(&alone).unwrap()[0],
-            together[i],
-            "pair {i}"
-        );
+        assert_eq!(&f32_model.predict(&alone).unwrap()[0], expected, "pair {i}");
     }
     for matmul in [Matmul::Int8, Matmul::Bf16] {
         let logits = merged(folder, &adapter, Engine::Packed, matmul)
