@@ -10,7 +10,7 @@ out = pathlib.Path(sys.argv[1])
 commands = dict(line.rstrip("\n").split("\t", 1) for line in open(out / "commands.tsv") if "\t" in line)
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 NAMES = {
-    "vast-dev": "VAST dev (2,062 comments, 497 targets; zero-shot for all three)",
+    "vast-dev": "VAST dev (2,062 comments, 497 targets)",
     "semeval-val": "SemEval-2016 val (294 tweets, 5 targets)",
     "fixtures": "Fixtures (83 paragraphs x 2 targets, 4 documents)",
     "heldout-vast-train": "VAST train, held-out test part",
@@ -41,8 +41,9 @@ print("percentages with 95% bootstrap intervals (1,000 resamples over paragraphs
 print("whole `eval` run (model load included) divided by its pairs, on whatever else the machine was doing.\n")
 print("None of these rows was seen in training by any of the three: the cross-encoder's training files are")
 print("listed in `models/minilm-l6-stance/card.json`, and its held-out parts are split from them by the hash of")
-print("the normalised text, so no text of a held-out row is in its training part. The logistic pair head is")
-print("`stancer train` on all of VAST train (13,477 rows) on the frozen encoder's vectors.\n")
+print("the normalised text, so no text of a held-out row is in its training part. The logistic pair head")
+print("(`--heads logistic`) is `stancer train` on all of VAST train (13,477 rows) on the frozen encoder's")
+print("vectors; where its rows are missing, it was not run.\n")
 print("| data | stance model | pairs | macro-F1 | F_avg | accuracy | pairs/s |")
 print("|---|---|---:|---|---|---|---:|")
 names = []
