@@ -35,16 +35,7 @@ pub struct DataFile {
 /// Reads `{"id", "text", "target", "stance"}` rows. A row without a text or a target, or with
 /// a label that is not favor, against or none, is an error naming the file and line.
 pub fn read_pairs(path: &Path, source: usize) -> Result<(DataFile, Vec<PairRow>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::read(path, e))?;
-    if bytes.contains(&0) {
-        return Err(Error::Binary {
-            path: path.to_path_buf(),
-        });
-    }
-    let text = String::from_utf8(bytes.clone()).map_err(|e| Error::NotUtf8 {
-        path: path.to_path_buf(),
-        offset: e.utf8_error().valid_up_to(),
-    })?;
+    let text = crate::input::read_text(&crate::input::Source::File(path.to_path_buf()))?;
     let mut rows = Vec::new();
     let mut classes = [0usize; 3];
     for (number, line) in text.lines().enumerate() {
@@ -93,12 +84,15 @@ pub fn read_pairs(path: &Path, source: usize) -> Result<(DataFile, Vec<PairRow>)
         return Err(Error::Jsonl {
             path: path.to_path_buf(),
             line: 0,
-            message: "no rows: the file is empty".into(),
+            message:
+                "no rows: the file is empty; pass JSON Lines of {\"text\", \"target\", \"stance\"}"
+                    .into(),
         });
     }
     let file = DataFile {
         path: path.to_path_buf(),
-        sha256: crate::model::fetch::sha256_bytes(&bytes),
+        // The text is the file's bytes (checked UTF-8), so this is the file's sha256.
+        sha256: crate::model::fetch::sha256_bytes(text.as_bytes()),
         rows: rows.len(),
         classes,
     };

@@ -336,21 +336,10 @@ impl TrainModel {
 
     /// Logits (rows, classes) for a packed batch, padded here to its longest sequence.
     pub fn forward(&self, batch: &Batch) -> candle_core::Result<Tensor> {
-        let rows = batch.len();
-        let length = batch.longest();
-        let mut ids = vec![0u32; rows * length];
-        let mut type_ids = vec![0u32; rows * length];
-        let mut positions = vec![0u32; rows * length];
-        let mut mask = vec![0f32; rows * length];
-        for row in 0..rows {
-            let range = batch.range(row);
-            let start = row * length;
-            let end = start + range.len();
-            ids[start..end].copy_from_slice(&batch.ids[range.clone()]);
-            type_ids[start..end].copy_from_slice(&batch.type_ids[range.clone()]);
-            positions[start..end].copy_from_slice(&batch.positions[range]);
-            mask[start..end].fill(1.0);
-        }
+        let padded = batch.padded();
+        let (rows, length) = (padded.rows, padded.length);
+        let mask: Vec<f32> = padded.mask.iter().map(|&m| m as f32).collect();
+        let (ids, type_ids, positions) = (padded.ids, padded.type_ids, padded.positions);
         let device = &self.device;
         let flat = |values: Vec<u32>| Tensor::from_vec(values, rows * length, device);
         let hidden = self.word.dim(1)?;

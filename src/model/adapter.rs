@@ -191,6 +191,15 @@ impl Adapter {
     pub fn load(folder: &Path) -> Result<Self> {
         let card_path = folder.join(CARD_FILE);
         let weights_path = folder.join(WEIGHTS_FILE);
+        if !card_path.is_file() || !weights_path.is_file() {
+            return Err(Error::Head {
+                path: folder.to_path_buf(),
+                message: format!(
+                    "not an adapter folder (it needs {CARD_FILE} and {WEIGHTS_FILE}); pass a folder \
+                     written by `stancer finetune`, a stance model name, or `prototype`"
+                ),
+            });
+        }
         let text = std::fs::read_to_string(&card_path).map_err(|e| Error::read(&card_path, e))?;
         let card: AdapterCard = serde_json::from_str(&text).map_err(|e| Error::Head {
             path: card_path.clone(),

@@ -275,28 +275,15 @@ impl Bert {
 
     /// Pads a packed batch to its longest sequence and returns one pooled vector per sequence.
     pub fn forward_batch(&self, batch: &Batch) -> candle_core::Result<Vec<Vec<f32>>> {
-        let rows = batch.len();
-        let length = batch.longest();
-        let mut ids = vec![0u32; rows * length];
-        let mut type_ids = vec![0u32; rows * length];
-        let mut positions = vec![0u32; rows * length];
-        let mut mask = vec![0u32; rows * length];
-        for row in 0..rows {
-            let range = batch.range(row);
-            let start = row * length;
-            let end = start + range.len();
-            ids[start..end].copy_from_slice(&batch.ids[range.clone()]);
-            type_ids[start..end].copy_from_slice(&batch.type_ids[range.clone()]);
-            positions[start..end].copy_from_slice(&batch.positions[range]);
-            mask[start..end].fill(1);
-        }
+        let padded = batch.padded();
+        let (rows, length) = (padded.rows, padded.length);
         let device = &self.device;
         let tensor = |values: Vec<u32>| Tensor::from_vec(values, (rows, length), device);
         self.forward_pooled(
-            &tensor(ids)?,
-            &tensor(type_ids)?,
-            &tensor(positions)?,
-            &tensor(mask)?,
+            &tensor(padded.ids)?,
+            &tensor(padded.type_ids)?,
+            &tensor(padded.positions)?,
+            &tensor(padded.mask)?,
         )?
         .to_vec2::<f32>()
     }

@@ -121,6 +121,31 @@ impl Batch {
         self.offsets[index]..self.offsets[index + 1]
     }
 
+    /// The batch padded to its longest sequence, row-major `(rows, longest)`, for engines that
+    /// pad: ids, type ids and positions are 0 and the mask 0 on padding, 1 on real tokens.
+    pub fn padded(&self) -> Padded {
+        let rows = self.len();
+        let length = self.longest();
+        let mut padded = Padded {
+            rows,
+            length,
+            ids: vec![0; rows * length],
+            type_ids: vec![0; rows * length],
+            positions: vec![0; rows * length],
+            mask: vec![0; rows * length],
+        };
+        for row in 0..rows {
+            let range = self.range(row);
+            let start = row * length;
+            let end = start + range.len();
+            padded.ids[start..end].copy_from_slice(&self.ids[range.clone()]);
+            padded.type_ids[start..end].copy_from_slice(&self.type_ids[range.clone()]);
+            padded.positions[start..end].copy_from_slice(&self.positions[range]);
+            padded.mask[start..end].fill(1);
+        }
+        padded
+    }
+
     /// The longest sequence's length.
     pub fn longest(&self) -> usize {
         self.offsets
@@ -129,6 +154,17 @@ impl Batch {
             .max()
             .unwrap_or(0)
     }
+}
+
+/// A [`Batch`] padded to its longest sequence (see [`Batch::padded`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Padded {
+    pub rows: usize,
+    pub length: usize,
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+    pub positions: Vec<u32>,
+    pub mask: Vec<u32>,
 }
 
 /// What a model can do with a batch.
