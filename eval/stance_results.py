@@ -62,6 +62,10 @@ if semeval.exists():
     print("|---|---|---:|---|---|---|---:|")
     print(row("semeval-val", "cross-encoder fine-tuned on SemEval-2016 train", semeval))
     print("\nFor comparison, the logistic head trained on the same split scores 70.1 F_avg there (eval/RESULTS.md).")
+    card = json.load(open(pathlib.Path(commands["semeval-val-finetuned-semeval"].split("--stance ")[1].split()[0]) / "card.json"))
+    print(f"\nThat model: `{card['command'].split(' ', 1)[1]}`; {card['training']['steps']} steps in "
+          f"{card['training']['seconds'] / 60:.0f} minutes ({card['speed']['pairs_per_second']:.1f} pairs/s), "
+          f"best validation macro-F1 {card['validation']['best_macro_f1']:.3f} at step {card['validation']['best_step']}.")
 print("\n## Commands\n")
 print("```")
 for name, command in commands.items():
