@@ -67,9 +67,10 @@ pub struct FinetuneArgs {
     /// Visit every row once per epoch instead of balancing files and classes.
     #[arg(long)]
     no_balance: bool,
-    /// At most this many rows of one file per epoch (0: no cap).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    per_file_cap: usize,
+    /// At most this many rows of one file per epoch (0: no cap); or one cap per file, in order,
+    /// comma-separated (`0,3000`: all of the first file, 3000 of the second).
+    #[arg(long, value_delimiter = ',', default_value = "0", value_name = "N")]
+    per_file_cap: Vec<usize>,
     /// Extra `none` pairs per epoch, as a share of it: a text with another row's target.
     #[arg(long, default_value_t = 0.0, value_name = "F")]
     unrelated: f64,
@@ -100,6 +101,10 @@ pub struct FinetuneArgs {
     /// Continue the run whose checkpoint is in --out.
     #[arg(long)]
     resume: bool,
+    /// Start from a trained stance model's adapter and head (a name or a folder from
+    /// `stancer finetune`) instead of fresh weights; its base and LoRA shape must match.
+    #[arg(long, value_name = "MODEL")]
+    init: Option<String>,
     /// Threads (default: one per core, or RAYON_NUM_THREADS).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -168,7 +173,22 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
         max_steps: args.max_steps,
         seed: args.seed,
         balance: !args.no_balance,
-        per_file_cap: args.per_file_cap,
+        per_file_cap: if args.per_file_cap.len() == 1 {
+            args.per_file_cap[0]
+        } else {
+            0
+        },
+        per_file_caps: if args.per_file_cap.len() == 1 {
+            Vec::new()
+        } else if args.per_file_cap.len() == args.data.len() {
+            args.per_file_cap.clone()
+        } else {
+            anyhow::bail!(
+                "--per-file-cap: {} caps for {} data files; pass one cap, or one per file",
+                args.per_file_cap.len(),
+                args.data.len()
+            );
+        },
         unrelated: args.unrelated,
         validation_per_mille: if args.val.is_some() {
             0
@@ -195,6 +215,21 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
         batches_out: args.batches_out.clone(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         stop_at_step: args.stop_at_step,
+        init: match &args.init {
+            None => None,
+            Some(name) => {
+                let spec = stancer::model::adapter::StanceSpec::parse(name)?;
+                let adapter = spec.load()?.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--init prototype: pass a stance model name or an adapter folder"
+                    )
+                })?;
+                Some(stancer::finetune::InitFrom {
+                    name: name.clone(),
+                    adapter,
+                })
+            }
+        },
     };
     // On a terminal the bar shows progress; in a log, a line every 50 steps does.
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -133,12 +133,14 @@ pub fn part_of(text: &str, validation: u32, test: u32) -> Part {
 }
 
 /// How an epoch draws its rows.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sampling {
     /// Balance classes within each file and cap each file's share (else every row once).
     pub balance: bool,
     /// At most this many rows from one file per epoch (0: no cap).
     pub per_file_cap: usize,
+    /// A cap per file, in the order of the files, instead of `per_file_cap` (empty: that one).
+    pub file_caps: Vec<usize>,
     /// Extra `none` pairs per epoch, as a fraction of the epoch: a text paired with a target
     /// drawn from another row, which it does not address.
     pub unrelated: f64,
@@ -156,7 +158,7 @@ pub struct Example {
 /// The examples of epoch `epoch`, in order, from the training rows.
 pub fn epoch_examples(
     rows: &[PairRow],
-    sampling: Sampling,
+    sampling: &Sampling,
     seed: u64,
     epoch: usize,
 ) -> Vec<Example> {
@@ -187,11 +189,12 @@ pub fn epoch_examples(
         }
         for (&(file, _), members) in &groups {
             let (size, classes) = per_file[&file];
-            let share = if sampling.per_file_cap > 0 {
-                size.min(sampling.per_file_cap)
-            } else {
-                size
-            };
+            let cap = sampling
+                .file_caps
+                .get(file)
+                .copied()
+                .unwrap_or(sampling.per_file_cap);
+            let share = if cap > 0 { size.min(cap) } else { size };
             let quota = share / classes;
             let mut pool = members.clone();
             random.shuffle(&mut pool);
@@ -324,9 +327,10 @@ mod tests {
         let sampling = Sampling {
             balance: true,
             per_file_cap: 0,
+            file_caps: Vec::new(),
             unrelated: 0.0,
         };
-        let examples = epoch_examples(&rows, sampling, 7, 0);
+        let examples = epoch_examples(&rows, &sampling, 7, 0);
         let count = |source: usize, stance: Stance| {
             examples
                 .iter()
@@ -337,8 +341,36 @@ mod tests {
         assert_eq!(count(0, Stance::None), 50);
         assert_eq!(count(1, Stance::Against), 40);
         // Deterministic per seed and epoch; another epoch is another order.
-        assert_eq!(examples, epoch_examples(&rows, sampling, 7, 0));
-        assert_ne!(examples, epoch_examples(&rows, sampling, 7, 1));
+        assert_eq!(examples, epoch_examples(&rows, &sampling, 7, 0));
+        assert_ne!(examples, epoch_examples(&rows, &sampling, 7, 1));
+        // Caps per file: the first file capped at 20 rows (10 per class), the second uncapped;
+        // a single cap applies to every file.
+        let capped = Sampling {
+            file_caps: vec![20, 0],
+            ..sampling.clone()
+        };
+        let examples = epoch_examples(&rows, &capped, 7, 0);
+        let count = |source: usize, stance: Stance| {
+            examples
+                .iter()
+                .filter(|e| rows[e.text_row].source == source && e.stance == stance)
+                .count()
+        };
+        assert_eq!(count(0, Stance::Favor), 10);
+        assert_eq!(count(0, Stance::None), 10);
+        assert_eq!(count(1, Stance::Against), 40);
+        let one_cap = Sampling {
+            per_file_cap: 20,
+            ..sampling
+        };
+        let examples = epoch_examples(&rows, &one_cap, 7, 0);
+        assert_eq!(
+            examples
+                .iter()
+                .filter(|e| rows[e.text_row].source == 1)
+                .count(),
+            20
+        );
     }
 
     #[test]
@@ -357,9 +389,10 @@ mod tests {
         let sampling = Sampling {
             balance: false,
             per_file_cap: 0,
+            file_caps: Vec::new(),
             unrelated: 0.5,
         };
-        let examples = epoch_examples(&rows, sampling, 1, 0);
+        let examples = epoch_examples(&rows, &sampling, 1, 0);
         let unrelated: Vec<&Example> = examples
             .iter()
             .filter(|e| e.text_row != e.target_row)

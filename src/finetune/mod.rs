@@ -51,6 +51,9 @@ pub struct Hyperparameters {
     pub seed: u64,
     pub balance: bool,
     pub per_file_cap: usize,
+    /// Caps per file, in the order of the files (empty: `per_file_cap` for each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_file_caps: Vec<usize>,
     pub unrelated: f64,
     pub validation_per_mille: u32,
     pub test_per_mille: u32,
@@ -78,6 +81,7 @@ impl Default for Hyperparameters {
             seed: 0,
             balance: true,
             per_file_cap: 0,
+            per_file_caps: Vec::new(),
             unrelated: 0.0,
             validation_per_mille: 50,
             test_per_mille: 50,
@@ -112,6 +116,23 @@ pub struct FinetuneOptions {
     /// Stop right after the checkpoint of this step, as a kill would after it (tests of
     /// `--resume`).
     pub stop_at_step: Option<usize>,
+    /// Start from a trained adapter's weights instead of fresh ones (continued training).
+    pub init: Option<InitFrom>,
+}
+
+/// A trained adapter a run starts from: its name (as `--init` gave it) and the adapter.
+#[derive(Clone)]
+pub struct InitFrom {
+    pub name: String,
+    pub adapter: crate::model::adapter::Adapter,
+}
+
+impl std::fmt::Debug for InitFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitFrom")
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 /// What the loop tells its caller as it goes.
@@ -266,6 +287,9 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
     let model = TrainModel::new(&base, &config, &lora, unfreeze, 3, hyper.seed, &device)
         .map_err(Error::encoder)?;
     drop(base);
+    if let Some(init) = &options.init {
+        start_from(&model, init, &options.base, &lora)?;
+    }
     let mut adam = AdamW::new(
         model.vars(),
         AdamWSettings {
@@ -280,6 +304,7 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
     let sampling = Sampling {
         balance: hyper.balance,
         per_file_cap: hyper.per_file_cap,
+        file_caps: hyper.per_file_caps.clone(),
         unrelated: hyper.unrelated,
     };
     let lengths: Vec<usize> = train
@@ -287,7 +312,7 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
         .map(|r| r.text.len() + r.target.len())
         .collect();
     let epoch_batches = |epoch: usize| -> Vec<Vec<Example>> {
-        let examples = data::epoch_examples(&train, sampling, hyper.seed, epoch);
+        let examples = data::epoch_examples(&train, &sampling, hyper.seed, epoch);
         data::batches(
             examples,
             &lengths,
@@ -618,9 +643,70 @@ fn fingerprint(
         "files": files.iter().map(|f| &f.sha256).collect::<Vec<_>>(),
         "validation": validation.map(|f| &f.sha256),
         "threads": options.threads,
+        "init": options.init.as_ref().map(init_digest),
     })
     .to_string();
     crate::model::fetch::sha256_bytes(text.as_bytes())
+}
+
+/// Sets the model's trained tensors from `init`, after checking it was made on the same base
+/// with the same LoRA shape (else its tensors would not fit, or would mean something else).
+fn start_from(
+    model: &TrainModel,
+    init: &InitFrom,
+    base: &BaseModel,
+    lora: &LoraSettings,
+) -> Result<()> {
+    let adapter = &init.adapter;
+    adapter.check_base(&base.name, &base.sha256)?;
+    let card = &adapter.card;
+    if card.lora.rank != lora.rank
+        || card.lora.alpha != lora.alpha
+        || card.lora.targets != lora.targets
+    {
+        return Err(Error::Usage {
+            message: format!(
+                "--init {}: its LoRA is rank {} alpha {} on {}; pass the same --rank, --alpha \
+                 and --lora-targets",
+                init.name,
+                card.lora.rank,
+                card.lora.alpha,
+                card.lora.targets.join(",")
+            ),
+        });
+    }
+    let missing: Vec<&str> = model
+        .vars()
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .filter(|name| !adapter.tensors().contains_key(*name))
+        .collect();
+    if let Some(name) = missing.first() {
+        return Err(Error::Usage {
+            message: format!(
+                "--init {}: the adapter has no {name} (was it trained with other --unfreeze \
+                 settings?)",
+                init.name
+            ),
+        });
+    }
+    model.set_tensors(adapter.tensors()).map_err(Error::encoder)
+}
+
+/// What identifies an `--init` adapter: its name and the digest of its card and tensors' names
+/// and shapes (a different adapter of the same name gives a different digest).
+fn init_digest(init: &InitFrom) -> String {
+    let mut names: Vec<String> = init
+        .adapter
+        .tensors()
+        .iter()
+        .map(|(k, v)| format!("{k}{:?}", v.dims()))
+        .collect();
+    names.sort();
+    let card = serde_json::to_string(&init.adapter.card).unwrap_or_default();
+    crate::model::fetch::sha256_bytes(
+        format!("{}\n{card}\n{}", init.name, names.join(",")).as_bytes(),
+    )
 }
 
 fn write_jsonl(path: &Path, rows: &[PairRow]) -> Result<()> {
@@ -778,6 +864,10 @@ fn model_card(inputs: CardInputs) -> serde_json::Value {
         },
         "hyperparameters": hyper,
         "optimizer": "AdamW (beta1 0.9, beta2 0.999, eps 1e-8), linear warm-up then linear decay",
+        "initialised_from": options.init.as_ref().map(|init| serde_json::json!({
+            "name": init.name,
+            "card": init.adapter.card,
+        })),
         "threads": options.threads,
         "command": options.command,
         "training": {

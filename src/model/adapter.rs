@@ -180,6 +180,7 @@ impl StanceSpec {
 }
 
 /// A loaded adapter.
+#[derive(Clone)]
 pub struct Adapter {
     pub folder: PathBuf,
     pub card: AdapterCard,

@@ -289,6 +289,58 @@ fn finetune_is_repeatable_and_resumes_exactly() {
     let other = finetune(dir.path(), &data, "c", &["--resume", "--lr", "1e-3"]);
     assert_eq!(other.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&other.stderr).contains("other data or settings"));
+
+    // --init: a run that starts from adapter a, with steps too small to move anything, ends
+    // at a's weights; a fresh run with those steps does not. Its card names where it started.
+    let tensors = |out: &str| {
+        candle_core::safetensors::load(
+            dir.path().join(out).join("adapter.safetensors"),
+            &Device::Cpu,
+        )
+        .unwrap()
+    };
+    let largest_gap = |x: &HashMap<String, Tensor>, y: &HashMap<String, Tensor>| {
+        assert_eq!(x.len(), y.len());
+        x.iter()
+            .map(|(name, t)| {
+                let (a, b) = (
+                    t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    y[name].flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                );
+                max_abs_difference(&a, &b)
+            })
+            .fold(0.0f32, f32::max)
+    };
+    let one_step = ["--lr", "1e-12"];
+    let started = finetune(
+        dir.path(),
+        &data,
+        "d",
+        &[&one_step[..], &["--init", "a"]].concat(),
+    );
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let fresh = finetune(dir.path(), &data, "e", &one_step);
+    assert!(fresh.status.success());
+    let (kept, moved) = (
+        largest_gap(&tensors("a"), &tensors("d")),
+        largest_gap(&tensors("a"), &tensors("e")),
+    );
+    assert!(
+        kept < 1e-7 && moved > 1e-4,
+        "from a: {kept}, fresh: {moved}"
+    );
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("d/card.json")).unwrap()).unwrap();
+    assert_eq!(card["initialised_from"]["name"], "a");
+    assert_eq!(card["initialised_from"]["card"]["lora"]["rank"], 2);
+    // Another LoRA shape is refused, naming the flags.
+    let other = finetune(dir.path(), &data, "f", &["--init", "a", "--alpha", "3"]);
+    assert_eq!(other.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&other.stderr).contains("pass the same --rank"));
 }
 
 #[test]
