@@ -1,14 +1,16 @@
-//! Classification: paragraphs in, a theme and a stance per target out.
+//! Labelling: paragraphs in, a theme and a stance per target out. Classify, eval and
+//! cross-validation all label through [`Classifier::label`].
 //!
-//! The classifier embeds paragraphs once and hands the vectors to the heads; targets are
-//! prepared once (schema targets, `--target` texts, and each distinct per-row target as it is
-//! first seen).
+//! The classifier hands each paragraph's vector and text to the heads; targets are prepared
+//! once (schema targets, `--target` texts, and each distinct free-text target as it is first
+//! seen), and every (paragraph, target) pair of a call is scored in one call of the stance head,
+//! so a pair model batches across targets.
 
 use std::collections::HashMap;
 
 use crate::embed::{EmbedStats, Embedder, Embedding};
 use crate::error::Result;
-use crate::head::{Heads, PreparedTarget, StanceDecision, ThemeDecision};
+use crate::head::{Heads, PairInput, PreparedTarget, StanceDecision, ThemeDecision};
 use crate::input::Paragraph;
 use crate::schema::{Schema, Target};
 
@@ -22,20 +24,38 @@ pub struct Classified {
     pub stances: Vec<(String, StanceDecision)>,
 }
 
-pub struct Classifier {
-    embedder: Embedder,
-    heads: Heads,
+/// What to label of one paragraph: its theme or not, and its stance toward which targets
+/// (a schema or command-line target by id, anything else as a free-text target).
+#[derive(Debug, Clone, Default)]
+pub struct Request<'t> {
+    pub theme: bool,
+    pub targets: Vec<&'t str>,
+}
+
+/// The labels a [`Request`] asked for.
+#[derive(Debug, Clone)]
+pub struct Labels {
+    pub theme: Option<ThemeDecision>,
+    /// (target as requested, decision), in the order requested.
+    pub stances: Vec<(String, StanceDecision)>,
+}
+
+pub struct Classifier<'a> {
+    embedder: &'a Embedder,
+    heads: &'a Heads,
+    /// Schema and command-line targets, in output order.
     targets: Vec<PreparedTarget>,
-    row_targets: HashMap<String, PreparedTarget>,
+    /// Free-text targets, prepared as they are first seen.
+    free_targets: HashMap<String, PreparedTarget>,
     pub stats: EmbedStats,
 }
 
-impl Classifier {
+impl<'a> Classifier<'a> {
     /// A classifier with the given heads, scoring every paragraph against the schema's targets
     /// plus extra free-text targets.
     pub fn new(
-        embedder: Embedder,
-        heads: Heads,
+        embedder: &'a Embedder,
+        heads: &'a Heads,
         schema: &Schema,
         extra_targets: &[String],
     ) -> Result<Self> {
@@ -47,19 +67,23 @@ impl Classifier {
         }
         let targets = all
             .iter()
-            .map(|t| heads.stance.prepare(&embedder, t))
+            .map(|t| heads.stance.prepare(embedder, t))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             embedder,
             heads,
             targets,
-            row_targets: HashMap::new(),
+            free_targets: HashMap::new(),
             stats: EmbedStats::default(),
         })
     }
 
     pub fn embedder(&self) -> &Embedder {
-        &self.embedder
+        self.embedder
+    }
+
+    pub fn heads(&self) -> &Heads {
+        self.heads
     }
 
     /// Ids of the targets every paragraph is scored against, in output order.
@@ -80,87 +104,129 @@ impl Classifier {
         self.classify_embedded(paragraphs, embeddings)
     }
 
-    /// Labels paragraphs whose embeddings are already known.
+    /// Labels paragraphs whose embeddings are already known: the theme, every configured
+    /// target, and the paragraph's own target where it has one.
     pub fn classify_embedded(
         &mut self,
         paragraphs: &[Paragraph],
         embeddings: Vec<Embedding>,
     ) -> Result<Vec<Classified>> {
         let vectors: Vec<&[f32]> = embeddings.iter().map(|e| e.vector.as_slice()).collect();
-        let themes = match &self.heads.theme {
-            Some(head) => {
-                let labels = head.labels().to_vec();
-                head.predict(&vectors)?
-                    .iter()
-                    .map(|p| Some(ThemeDecision::from_probabilities(&labels, p)))
-                    .collect()
-            }
-            None => vec![None; paragraphs.len()],
-        };
         let texts: Vec<&str> = paragraphs.iter().map(|p| p.text.as_str()).collect();
-        let mut stances: Vec<Vec<(String, StanceDecision)>> = vec![Vec::new(); paragraphs.len()];
-        for target in &self.targets {
-            let scores = self
-                .heads
-                .stance
-                .predict_paragraphs(&vectors, &texts, target)?;
-            for (row, s) in stances.iter_mut().zip(scores) {
-                row.push((target.id.clone(), StanceDecision::from_probabilities(s)));
-            }
-        }
-        // A paragraph's own target: every such pair in one call (a model batches them all),
-        // each distinct target prepared once per run.
-        let mut by_target: Vec<(String, Vec<usize>)> = Vec::new();
-        for (i, paragraph) in paragraphs.iter().enumerate() {
-            let Some(text) = &paragraph.target else {
-                continue;
-            };
-            if self.targets.iter().any(|t| t.id == *text) {
-                continue;
-            }
-            match by_target.iter_mut().find(|(t, _)| t == text) {
-                Some((_, rows)) => rows.push(i),
-                None => by_target.push((text.clone(), vec![i])),
-            }
-        }
-        for (text, _) in &by_target {
-            if !self.row_targets.contains_key(text) {
-                let prepared = self
-                    .heads
-                    .stance
-                    .prepare(&self.embedder, &Target::free(text))?;
-                self.row_targets.insert(text.clone(), prepared);
-            }
-        }
-        let mut slots: Vec<(usize, &str)> = Vec::new();
-        for (text, rows) in &by_target {
-            slots.extend(rows.iter().map(|&i| (i, text.as_str())));
-        }
-        let inputs: Vec<crate::head::PairInput<'_>> = slots
+        let configured: Vec<String> = self.target_ids();
+        let requests: Vec<Request<'_>> = paragraphs
             .iter()
-            .map(|&(i, text)| crate::head::PairInput {
-                vector: vectors[i],
-                text: texts[i],
-                target: &self.row_targets[text],
+            .map(|paragraph| {
+                let mut targets: Vec<&str> = configured.iter().map(String::as_str).collect();
+                if let Some(own) = &paragraph.target {
+                    if !configured.iter().any(|id| id == own) {
+                        targets.push(own);
+                    }
+                }
+                Request {
+                    theme: true,
+                    targets,
+                }
             })
             .collect();
-        let scores = self.heads.stance.predict_pairs(&inputs)?;
-        let mut own: Vec<Option<(String, StanceDecision)>> = vec![None; paragraphs.len()];
-        for (&(i, text), s) in slots.iter().zip(scores) {
-            own[i] = Some((text.to_string(), StanceDecision::from_probabilities(s)));
-        }
-        for (row, decision) in stances.iter_mut().zip(own) {
-            row.extend(decision);
-        }
+        let labels = self.label(&texts, &vectors, &requests)?;
         Ok(embeddings
             .into_iter()
-            .zip(themes)
-            .zip(stances)
-            .map(|((embedding, theme), stances)| Classified {
+            .zip(labels)
+            .map(|(embedding, labels)| Classified {
                 embedding,
-                theme,
-                stances,
+                theme: labels.theme,
+                stances: labels.stances,
             })
             .collect())
+    }
+
+    /// Labels what each request asks of its paragraph (text and vector at the same index):
+    /// the themes in one call of the theme head, every (paragraph, target) pair in one call of
+    /// the stance head.
+    pub fn label(
+        &mut self,
+        texts: &[&str],
+        vectors: &[&[f32]],
+        requests: &[Request<'_>],
+    ) -> Result<Vec<Labels>> {
+        assert_eq!(
+            texts.len(),
+            requests.len(),
+            "this is a bug: one request per text"
+        );
+        assert_eq!(
+            vectors.len(),
+            requests.len(),
+            "this is a bug: one request per vector"
+        );
+        let mut themes: Vec<Option<ThemeDecision>> = vec![None; requests.len()];
+        if let Some(head) = &self.heads.theme {
+            let asked: Vec<usize> = (0..requests.len()).filter(|&i| requests[i].theme).collect();
+            if !asked.is_empty() {
+                let inputs: Vec<&[f32]> = asked.iter().map(|&i| vectors[i]).collect();
+                let labels = head.labels().to_vec();
+                for (&i, probabilities) in asked.iter().zip(head.predict(&inputs)?) {
+                    themes[i] = Some(ThemeDecision::from_probabilities(&labels, &probabilities));
+                }
+            }
+        }
+        for request in requests {
+            for key in &request.targets {
+                self.prepare_free(key)?;
+            }
+        }
+        let mut inputs: Vec<PairInput<'_>> = Vec::new();
+        for (i, request) in requests.iter().enumerate() {
+            for key in &request.targets {
+                inputs.push(PairInput {
+                    vector: vectors[i],
+                    text: texts[i],
+                    target: self.target(key),
+                });
+            }
+        }
+        let mut scores = if inputs.is_empty() {
+            Vec::new()
+        } else {
+            self.heads.stance.predict_pairs(&inputs)?
+        }
+        .into_iter();
+        Ok(requests
+            .iter()
+            .zip(themes)
+            .map(|(request, theme)| Labels {
+                theme,
+                stances: request
+                    .targets
+                    .iter()
+                    .map(|key| {
+                        let s = scores.next().expect("this is a bug: a pair was not scored");
+                        (key.to_string(), StanceDecision::from_probabilities(s))
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// Prepares `key` as a free-text target unless it names a configured one or is prepared.
+    fn prepare_free(&mut self, key: &str) -> Result<()> {
+        if self.targets.iter().any(|t| t.id == key) || self.free_targets.contains_key(key) {
+            return Ok(());
+        }
+        let prepared = self
+            .heads
+            .stance
+            .prepare(self.embedder, &Target::free(key))?;
+        self.free_targets.insert(key.to_string(), prepared);
+        Ok(())
+    }
+
+    fn target(&self, key: &str) -> &PreparedTarget {
+        self.targets
+            .iter()
+            .find(|t| t.id == key)
+            .or_else(|| self.free_targets.get(key))
+            .expect("this is a bug: a target was not prepared")
     }
 }

@@ -12,11 +12,12 @@
 //! target-grouped folds are kept and the comments they share are left out of training instead
 //! (about 44% of each fold's training rows on VAST dev).
 
+use crate::classify::Classifier;
 use crate::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::eval::bootstrap::SplitMix64;
 use crate::eval::{StanceOutcome, ThemeOutcome};
-use crate::gold::{self, GoldRow, TargetCache};
+use crate::gold::GoldRow;
 use crate::head::linear::TrainOptions;
 use crate::head::trained::{self, EncoderRecord, TrainingData};
 use crate::head::Heads;
@@ -190,15 +191,8 @@ pub fn cross_validate(
         let heads = Heads::zero_shot_stance_only().with_trained(trained_heads);
         let test_rows: Vec<GoldRow> = test_index.iter().map(|&i| rows[i].clone()).collect();
         let test_vectors: Vec<&[f32]> = test_index.iter().map(|&i| vectors[i]).collect();
-        let mut targets = TargetCache::new(schema);
-        let (t, s) = gold::predict(
-            &test_rows,
-            &test_vectors,
-            heads.theme.as_deref(),
-            heads.stance.as_ref(),
-            embedder,
-            &mut targets,
-        )?;
+        let mut classifier = Classifier::new(embedder, &heads, schema, &[])?;
+        let (t, s) = crate::eval::run::label_gold(&mut classifier, &test_rows, &test_vectors)?;
         // Tag each outcome with its row, so the result comes back in input order.
         let theme_rows = test_index.iter().filter(|&&i| rows[i].theme.is_some());
         themes.extend(theme_rows.copied().zip(t));

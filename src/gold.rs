@@ -1,4 +1,4 @@
-//! Gold data: hand-labelled paragraphs in JSON Lines, in two forms that may mix in one file.
+//! Gold data (data only: it labels nothing): hand-labelled paragraphs in JSON Lines, in two forms that may mix in one file.
 //!
 //! - schema form: `{"id", "text", "theme": "<theme id>", "theme_also": [...], "stance": {"<target id>": "favor|against|none"}}`
 //!   (each key but `text` optional);
@@ -12,13 +12,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use std::collections::HashMap;
-
-use crate::embed::Embedder;
 use crate::error::{Error, Result};
-use crate::eval::{StanceOutcome, ThemeOutcome};
-use crate::head::{PreparedTarget, StanceDecision, StanceHead, ThemeDecision, ThemeHead};
-use crate::schema::{Schema, Target};
+use crate::schema::Schema;
 use crate::stance::Stance;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -153,111 +148,6 @@ pub fn parse(text: &str, path: &Path, schema: &Schema) -> Result<Vec<GoldRow>> {
         });
     }
     Ok(rows)
-}
-
-/// Targets prepared once per run: schema targets by id, free-text targets by text.
-pub struct TargetCache<'a> {
-    schema: &'a Schema,
-    prepared: HashMap<String, PreparedTarget>,
-}
-
-impl<'a> TargetCache<'a> {
-    pub fn new(schema: &'a Schema) -> Self {
-        Self {
-            schema,
-            prepared: HashMap::new(),
-        }
-    }
-
-    fn get(
-        &mut self,
-        key: &str,
-        head: &dyn StanceHead,
-        embedder: &Embedder,
-    ) -> Result<&PreparedTarget> {
-        if !self.prepared.contains_key(key) {
-            let target = self
-                .schema
-                .targets
-                .iter()
-                .find(|t| t.id == key)
-                .cloned()
-                .unwrap_or_else(|| Target::free(key));
-            self.prepared
-                .insert(key.to_string(), head.prepare(embedder, &target)?);
-        }
-        Ok(&self.prepared[key])
-    }
-}
-
-/// Predictions for gold rows whose vectors are known: the theme of every row with a gold
-/// theme, and the stance of every (row, target) pair with a gold stance.
-pub fn predict(
-    rows: &[GoldRow],
-    vectors: &[&[f32]],
-    theme: Option<&dyn ThemeHead>,
-    stance: &dyn StanceHead,
-    embedder: &Embedder,
-    targets: &mut TargetCache<'_>,
-) -> Result<(Vec<ThemeOutcome>, Vec<StanceOutcome>)> {
-    let mut themes = Vec::new();
-    if let Some(head) = theme {
-        let labelled: Vec<usize> = (0..rows.len())
-            .filter(|&i| rows[i].theme.is_some())
-            .collect();
-        let inputs: Vec<&[f32]> = labelled.iter().map(|&i| vectors[i]).collect();
-        let labels = head.labels().to_vec();
-        for (&i, probabilities) in labelled.iter().zip(head.predict(&inputs)?) {
-            let row = &rows[i];
-            themes.push(ThemeOutcome {
-                id: row.id.clone(),
-                text: row.text.clone(),
-                gold: row.theme.clone().expect("this is a bug: filtered on theme"),
-                also: row.theme_also.clone(),
-                predicted: ThemeDecision::from_probabilities(&labels, &probabilities).label,
-            });
-        }
-    }
-    // Every (row, target) pair with a gold stance, scored in one call (a model batches all
-    // pairs together), each distinct target prepared once, reported in row order.
-    let mut pairs: Vec<(usize, usize)> = Vec::new();
-    for (i, row) in rows.iter().enumerate() {
-        for k in 0..row.stances.len() {
-            pairs.push((i, k));
-        }
-    }
-    for &(i, k) in &pairs {
-        targets.get(&rows[i].stances[k].0, stance, embedder)?;
-    }
-    let inputs: Vec<crate::head::PairInput<'_>> = pairs
-        .iter()
-        .map(|&(i, k)| crate::head::PairInput {
-            vector: vectors[i],
-            text: rows[i].text.as_str(),
-            target: &targets.prepared[&rows[i].stances[k].0],
-        })
-        .collect();
-    let predicted: Vec<Option<Stance>> = stance
-        .predict_pairs(&inputs)?
-        .into_iter()
-        .map(|scores| Some(StanceDecision::from_probabilities(scores).label))
-        .collect();
-    let stances = pairs
-        .iter()
-        .zip(predicted)
-        .map(|(&(i, k), predicted)| {
-            let row = &rows[i];
-            let (target, gold) = &row.stances[k];
-            StanceOutcome {
-                id: row.id.clone(),
-                text: row.text.clone(),
-                target: target.clone(),
-                gold: *gold,
-                predicted: predicted.expect("this is a bug: a pair was not scored"),
-            }
-        })
-        .collect();
-    Ok((themes, stances))
 }
 
 #[cfg(test)]

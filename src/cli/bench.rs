@@ -145,7 +145,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let warm_up_seconds = started.elapsed().as_secs_f64();
 
     stancer::model::packed::profile::enable(args.profile);
-    let (passes, classifier, plain) = if args.classify {
+    let passes = if args.classify {
         // The whole classify path: embedding, the theme head and the stance model on the default
         // schema's targets (prototypes and targets are prepared once, outside the timed passes).
         let schema = stancer::schema::Schema::default_schema();
@@ -157,19 +157,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             &args.stance,
             &args.model,
         )?;
-        let mut classifier = stancer::classify::Classifier::new(embedder, heads, &schema, &[])?;
-        let passes = measure_classify(&mut classifier, &texts, args.passes, quiet)?;
-        (passes, Some(classifier), None)
+        let mut classifier = stancer::classify::Classifier::new(&embedder, &heads, &schema, &[])?;
+        measure_classify(&mut classifier, &texts, args.passes, quiet)?
     } else {
-        let passes = measure(&embedder, &texts, args.passes, quiet)?;
-        (passes, None, Some(embedder))
+        measure(&embedder, &texts, args.passes, quiet)?
     };
     stancer::model::packed::profile::enable(false);
-    let embedder = match (&classifier, &plain) {
-        (Some(c), _) => c.embedder(),
-        (None, Some(e)) => e,
-        (None, None) => unreachable!("this is a bug: no embedder"),
-    };
+    let embedder = &embedder;
     let stages: Vec<Stage> = stancer::model::packed::profile::take()
         .into_iter()
         .map(|(name, seconds)| Stage {

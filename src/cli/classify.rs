@@ -119,7 +119,7 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
         &args.stance,
         &args.model,
     )?;
-    let mut classifier = Classifier::new(embedder, heads, &schema, &args.target)?;
+    let mut classifier = Classifier::new(&embedder, &heads, &schema, &args.target)?;
     let mut writer = RecordWriter::new(format, classifier.target_ids());
     let progress = progress_bar(total, quiet);
     let started = Instant::now();

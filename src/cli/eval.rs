@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
 use stancer::eval::{self, Bootstrap, Configuration, EvalReport, RunInfo};
-use stancer::gold::{self, GoldRow, TargetCache};
+use stancer::gold::{self, GoldRow};
 use stancer::head::linear::TrainOptions;
 use stancer::head::trained::EncoderRecord;
 use stancer::schema::Schema;
@@ -288,15 +288,8 @@ fn run_configuration(
         embedder.embed_passages(&texts)?
     };
     let vectors: Vec<&[f32]> = embeddings.iter().map(|e| e.vector.as_slice()).collect();
-    let mut targets = TargetCache::new(schema);
-    let (themes, stances) = gold::predict(
-        rows,
-        &vectors,
-        heads.theme.as_deref(),
-        heads.stance.as_ref(),
-        &embedder,
-        &mut targets,
-    )?;
+    let mut classifier = stancer::classify::Classifier::new(&embedder, &heads, schema, &[])?;
+    let (themes, stances) = stancer::eval::run::label_gold(&mut classifier, rows, &vectors)?;
     let seconds = started.elapsed().as_secs_f64();
     let info = RunInfo::new(
         resolved.name.clone(),

@@ -2,10 +2,10 @@
 //! confidence intervals, compares configurations with paired tests, and renders the results as
 //! text or as one self-contained HTML page.
 //!
-//! The layers are kept apart, as in hyperfine: the caller runs the model and collects
-//! [`ThemeOutcome`] and [`StanceOutcome`] rows; [`evaluate`] and [`compare`] turn them into plain
-//! serialisable data ([`EvalReport`], [`Comparison`]); the renderers turn that data into strings.
-//! Nothing here loads a model, reads a file or prints.
+//! The layers are kept apart, as in hyperfine: [`run`] labels gold rows through the classifier
+//! and collects [`ThemeOutcome`] and [`StanceOutcome`] rows; [`evaluate`] and [`compare`] turn
+//! them into plain serialisable data ([`EvalReport`], [`Comparison`]); the renderers turn that
+//! data into strings. Nothing here loads a model, reads a file or prints.
 //!
 //! Conventions, stated once:
 //! - A label that occurs neither in the gold nor in the predictions is left out of macro averages
@@ -20,6 +20,7 @@ pub mod compare;
 pub mod html;
 pub mod metrics;
 pub mod report;
+pub mod run;
 pub mod text;
 
 use serde::{Deserialize, Serialize};
