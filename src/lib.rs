@@ -6,6 +6,7 @@
 //! and the binary writes the results.
 
 pub mod batch;
+pub mod bench;
 pub mod classify;
 pub mod cross_validation;
 pub mod device;
