@@ -36,8 +36,8 @@ pub enum Error {
         message: String,
     },
 
-    #[error("{}: {message}", path.display())]
-    Input { path: PathBuf, message: String },
+    #[error("configuration {}: {message}", path.display())]
+    Config { path: PathBuf, message: String },
 
     #[error("model manifest {}: {message}", path.display())]
     Manifest { path: PathBuf, message: String },

@@ -42,6 +42,21 @@ pub fn read(path: &Path, schema: &Schema) -> Result<Vec<GoldRow>> {
     parse(&text, path, schema)
 }
 
+/// Reads the gold rows of several files, in order; no rows at all is an error.
+pub fn read_all(files: &[std::path::PathBuf], schema: &Schema) -> Result<Vec<GoldRow>> {
+    let mut rows = Vec::new();
+    for file in files {
+        rows.extend(read(file, schema)?);
+    }
+    if rows.is_empty() {
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        return Err(Error::Usage {
+            message: format!("no gold rows in {}", names.join(", ")),
+        });
+    }
+    Ok(rows)
+}
+
 pub fn parse(text: &str, path: &Path, schema: &Schema) -> Result<Vec<GoldRow>> {
     let themes = schema.theme_ids();
     let mut rows = Vec::new();

@@ -20,6 +20,7 @@ pub mod gold;
 pub mod head;
 pub mod input;
 pub mod model;
+pub mod records;
 pub mod schema;
 pub mod stance;
 pub mod tokenize;

@@ -1,14 +1,14 @@
 //! `stancer classify`: every paragraph's theme and stances, as JSON Lines, CSV or a table.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
-use serde_json::{json, Map, Value};
-use stancer::classify::{Classified, Classifier};
+use stancer::classify::Classifier;
 use stancer::input::{self, Paragraph, Source};
+use stancer::records::{self, RecordWriter};
 use stancer::schema::Schema;
 
 use super::output::Output;
@@ -51,6 +51,16 @@ pub enum Format {
     Jsonl,
     Csv,
     Table,
+}
+
+impl From<Format> for records::Format {
+    fn from(format: Format) -> Self {
+        match format {
+            Format::Jsonl => records::Format::Jsonl,
+            Format::Csv => records::Format::Csv,
+            Format::Table => records::Format::Table,
+        }
+    }
 }
 
 /// Paragraphs are classified this many at a time, so memory stays flat on large inputs.
@@ -120,7 +130,7 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
         &args.model,
     )?;
     let mut classifier = Classifier::new(&embedder, &heads, &schema, &args.target)?;
-    let mut writer = RecordWriter::new(format, classifier.target_ids());
+    let mut writer = RecordWriter::new(format.into(), classifier.target_ids());
     let progress = progress_bar(total, quiet);
     let started = Instant::now();
     writer.header(&mut output)?;
@@ -181,195 +191,4 @@ fn progress_bar(total: usize, quiet: bool) -> indicatif::ProgressBar {
         .expect("this is a bug: bad progress template"),
     );
     bar
-}
-
-/// Scores are written with 4 decimals: enough to rank, and stable from run to run.
-fn round(x: f32) -> f64 {
-    (f64::from(x) * 10_000.0).round() / 10_000.0
-}
-
-/// One JSON record per paragraph; the same shape is the source of the CSV and table rows.
-pub fn record(paragraph: &Paragraph, result: &Classified) -> Value {
-    let mut record = Map::new();
-    record.insert("doc".into(), json!(paragraph.doc));
-    record.insert("paragraph".into(), json!(paragraph.index));
-    record.insert("id".into(), json!(paragraph.id));
-    record.insert("section".into(), json!(paragraph.section));
-    record.insert("start".into(), json!(paragraph.start));
-    record.insert("end".into(), json!(paragraph.end));
-    record.insert("text".into(), json!(paragraph.text));
-    let theme = result.theme.as_ref().map(|t| {
-        let scores: Map<String, Value> = t
-            .scores
-            .iter()
-            .map(|(label, s)| (label.clone(), json!(round(*s))))
-            .collect();
-        json!({"label": t.label, "score": round(t.score), "scores": scores})
-    });
-    record.insert("theme".into(), json!(theme));
-    let stance: Map<String, Value> = result
-        .stances
-        .iter()
-        .map(|(target, d)| {
-            let scores: Map<String, Value> = stancer::stance::Stance::ALL
-                .iter()
-                .map(|s| (s.to_string(), json!(round(d.scores[s.index()]))))
-                .collect();
-            (
-                target.clone(),
-                json!({"label": d.label, "score": round(d.score), "scores": scores}),
-            )
-        })
-        .collect();
-    record.insert("stance".into(), Value::Object(stance));
-    record.insert("tokens".into(), json!(result.embedding.tokens));
-    record.insert("windows".into(), json!(result.embedding.windows));
-    Value::Object(record)
-}
-
-struct RecordWriter {
-    format: Format,
-    targets: Vec<String>,
-    rows: usize,
-}
-
-impl RecordWriter {
-    fn new(format: Format, targets: Vec<String>) -> Self {
-        Self {
-            format,
-            targets,
-            rows: 0,
-        }
-    }
-
-    fn header(&mut self, out: &mut Output) -> anyhow::Result<()> {
-        match self.format {
-            Format::Jsonl => {}
-            Format::Csv => {
-                let mut columns: Vec<String> = [
-                    "doc",
-                    "paragraph",
-                    "id",
-                    "section",
-                    "start",
-                    "end",
-                    "tokens",
-                    "windows",
-                    "theme",
-                    "theme_score",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-                for t in &self.targets {
-                    columns.push(format!("stance:{t}"));
-                    columns.push(format!("stance_score:{t}"));
-                }
-                columns.extend(
-                    ["row_target", "row_stance", "row_stance_score", "text"].map(String::from),
-                );
-                let line: Vec<String> = columns.iter().map(|c| csv_field(c)).collect();
-                writeln!(out, "{}", line.join(","))?;
-            }
-            Format::Table => {
-                let mut line = format!("{:>4}  {:<28} {:<34}", "#", "section", "theme");
-                for t in &self.targets {
-                    line.push_str(&format!(" {:<16}", truncate(t, 16)));
-                }
-                line.push_str("  text");
-                writeln!(out, "{line}")?;
-            }
-        }
-        Ok(())
-    }
-
-    fn write(
-        &mut self,
-        out: &mut Output,
-        paragraph: &Paragraph,
-        result: &Classified,
-    ) -> anyhow::Result<()> {
-        self.rows += 1;
-        match self.format {
-            Format::Jsonl => {
-                serde_json::to_writer(&mut *out, &record(paragraph, result))?;
-                out.write_all(b"\n")?;
-            }
-            Format::Csv => {
-                let (theme, theme_score) = result
-                    .theme
-                    .as_ref()
-                    .map_or((String::new(), String::new()), |t| {
-                        (t.label.clone(), format!("{:.4}", t.score))
-                    });
-                let mut fields = vec![
-                    paragraph.doc.clone(),
-                    paragraph.index.to_string(),
-                    paragraph.id.clone(),
-                    paragraph.section.clone().unwrap_or_default(),
-                    paragraph.start.to_string(),
-                    paragraph.end.to_string(),
-                    result.embedding.tokens.to_string(),
-                    result.embedding.windows.to_string(),
-                    theme,
-                    theme_score,
-                ];
-                for (_, d) in result.stances.iter().take(self.targets.len()) {
-                    fields.push(d.label.to_string());
-                    fields.push(format!("{:.4}", d.score));
-                }
-                match result.stances.get(self.targets.len()) {
-                    Some((target, d)) => {
-                        fields.push(target.clone());
-                        fields.push(d.label.to_string());
-                        fields.push(format!("{:.4}", d.score));
-                    }
-                    None => fields.extend([String::new(), String::new(), String::new()]),
-                }
-                fields.push(paragraph.text.clone());
-                let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-                writeln!(out, "{}", line.join(","))?;
-            }
-            Format::Table => {
-                let theme = result
-                    .theme
-                    .as_ref()
-                    .map_or(String::new(), |t| format!("{} {:.2}", t.label, t.score));
-                let section = paragraph.section.clone().unwrap_or_default();
-                let mut line = format!(
-                    "{:>4}  {:<28} {:<34}",
-                    paragraph.index,
-                    truncate(&section, 28),
-                    truncate(&theme, 34)
-                );
-                for (_, d) in result.stances.iter().take(self.targets.len()) {
-                    line.push_str(&format!(" {:<16}", format!("{} {:.2}", d.label, d.score)));
-                }
-                line.push_str("  ");
-                line.push_str(&truncate(&paragraph.text, 60));
-                writeln!(out, "{line}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-fn truncate(text: &str, width: usize) -> String {
-    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() <= width {
-        one_line
-    } else {
-        let mut cut: String = one_line.chars().take(width.saturating_sub(1)).collect();
-        cut.push('…');
-        cut
-    }
-}
-
-/// A CSV field, quoted when it holds a comma, quote or line break (RFC 4180).
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
 }

@@ -1,12 +1,12 @@
 //! `stancer eval`: score labels against gold data, compare configurations, write reports.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::Args;
-use serde::Deserialize;
+use stancer::eval::config::CompareConfig;
+use stancer::eval::seen::{split_by_seen, FullReport};
 use stancer::eval::{self, Bootstrap, Configuration, EvalReport, RunInfo};
 use stancer::gold::{self, GoldRow};
 use stancer::head::linear::TrainOptions;
@@ -63,27 +63,6 @@ pub struct EvalArgs {
     model: ModelArgs,
 }
 
-/// A `--compare` configuration file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    name: Option<String>,
-    model: Option<String>,
-    #[serde(default)]
-    head: HeadList,
-    schema: Option<String>,
-    dtype: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(untagged)]
-enum HeadList {
-    #[default]
-    None,
-    One(String),
-    Many(Vec<String>),
-}
-
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let bootstrap = Bootstrap::default()
         .resamples(args.resamples)
@@ -100,7 +79,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
     };
     if args.compare.is_empty() {
-        let rows = read_gold(&args.gold, &default_schema)?;
+        let rows = gold::read_all(&args.gold, &default_schema)?;
         let (configuration, seen) =
             run_configuration(None, &args.model, &args.head, &default_schema, &rows, &run)?;
         let report = eval::evaluate(&configuration, &default_schema.theme_ids(), &bootstrap);
@@ -122,46 +101,23 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let mut configurations = Vec::new();
     let mut labels = default_schema.theme_ids();
     for path in &args.compare {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let config: ConfigFile = toml::from_str(&text).map_err(|e| {
-            anyhow::anyhow!(
-                "configuration {}: {}",
-                path.display(),
-                e.message().split_whitespace().collect::<Vec<_>>().join(" ")
-            )
-        })?;
-        let folder = path.parent().unwrap_or(Path::new("."));
+        let config = CompareConfig::read(path)?;
         let schema = match &config.schema {
-            Some(s) => Schema::from_file(&relative_to(folder, s))?,
+            Some(s) => Schema::from_file(s)?,
             None => default_schema.clone(),
         };
         if configurations.is_empty() {
             labels = schema.theme_ids();
         }
-        let rows = read_gold(&args.gold, &schema)?;
+        let rows = gold::read_all(&args.gold, &schema)?;
         let mut model = args.model.clone();
-        if let Some(m) = &config.model {
-            let candidate = relative_to(folder, m);
-            model.model = Some(if candidate.exists() {
-                candidate.display().to_string()
-            } else {
-                m.clone()
-            });
+        if config.model.is_some() {
+            model.model = config.model.clone();
         }
         if config.dtype.is_some() {
             model.dtype = config.dtype.clone();
         }
-        let heads: Vec<PathBuf> = match &config.head {
-            HeadList::None => Vec::new(),
-            HeadList::One(h) => vec![relative_to(folder, h)],
-            HeadList::Many(hs) => hs.iter().map(|h| relative_to(folder, h)).collect(),
-        };
-        let name = config.name.clone().unwrap_or_else(|| {
-            path.file_stem()
-                .map(|s| s.to_string_lossy().to_string())
-                .unwrap_or_default()
-        });
+        let (name, heads) = (config.name, config.heads);
         notice(args.model.quiet, &format!("running configuration '{name}'"));
         configurations.push(run_configuration(Some(name), &model, &heads, &schema, &rows, &run)?.0);
     }
@@ -177,34 +133,6 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     )?;
     let reports: Vec<&EvalReport> = comparison.configurations.iter().collect();
     Ok(gate(&reports, args.min_macro_f1))
-}
-
-fn relative_to(folder: &Path, path: &str) -> PathBuf {
-    let path = Path::new(path);
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        folder.join(path)
-    }
-}
-
-fn read_gold(files: &[PathBuf], schema: &Schema) -> anyhow::Result<Vec<GoldRow>> {
-    let mut rows = Vec::new();
-    for file in files {
-        rows.extend(gold::read(file, schema)?);
-    }
-    if rows.is_empty() {
-        anyhow::bail!("no gold rows in {}", display_list(files));
-    }
-    Ok(rows)
-}
-
-fn display_list(files: &[PathBuf]) -> String {
-    files
-        .iter()
-        .map(|f| f.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// How a configuration is run.
@@ -308,98 +236,12 @@ fn run_configuration(
     Ok((configuration, heads.seen_targets.clone()))
 }
 
-/// The report's JSON, with the stance scores split by whether a trained head saw the target.
-#[derive(serde::Serialize)]
-struct FullReport<'a> {
-    #[serde(flatten)]
-    report: &'a EvalReport,
-    stance_seen_targets: Option<&'a stancer::eval::StanceReport>,
-    stance_unseen_targets: Option<&'a stancer::eval::StanceReport>,
-}
-
-struct SeenSplit {
-    seen: Option<stancer::eval::StanceReport>,
-    unseen: Option<stancer::eval::StanceReport>,
-}
-
-fn split_by_seen(
-    configuration: &Configuration,
-    seen: &[String],
-    bootstrap: &Bootstrap,
-) -> SeenSplit {
-    let part = |keep: bool| {
-        let subset = Configuration {
-            name: configuration.name.clone(),
-            run: configuration.run.clone(),
-            themes: Vec::new(),
-            stances: configuration
-                .stances
-                .iter()
-                .filter(|s| seen.contains(&s.target) == keep)
-                .cloned()
-                .collect(),
-        };
-        eval::evaluate(&subset, &[] as &[&str], bootstrap).stance
-    };
-    SeenSplit {
-        seen: part(true),
-        unseen: part(false),
-    }
-}
-
-impl SeenSplit {
-    fn render(&self) -> String {
-        let mut text =
-            String::from("\nstance by whether the trained head saw the target in training\n");
-        for (name, report) in [
-            ("seen targets", &self.seen),
-            ("unseen targets", &self.unseen),
-        ] {
-            match report {
-                Some(r) => {
-                    let ci = r.scores.macro_f1_ci.map_or(String::new(), |c| {
-                        format!("  [{:.3}, {:.3}]", c.low, c.high)
-                    });
-                    let f_avg = r
-                        .scores
-                        .f_avg
-                        .map_or("-".to_string(), |f| format!("{f:.3}"));
-                    text.push_str(&format!(
-                        "  {name:<15} {:>5} rows  macro-F1 {:.3}{ci}  F_avg {f_avg}\n",
-                        r.scores.n, r.scores.macro_f1
-                    ));
-                }
-                None => text.push_str(&format!("  {name:<15}     0 rows\n")),
-            }
-        }
-        text
-    }
-}
-
 /// Exit code 1 when any report's macro-F1 is below the bar.
 fn gate(reports: &[&EvalReport], bar: Option<f64>) -> ExitCode {
     let Some(bar) = bar else {
         return ExitCode::SUCCESS;
     };
-    let mut failed = Vec::new();
-    for report in reports {
-        if let Some(theme) = &report.theme {
-            if theme.macro_f1 < bar {
-                failed.push(format!(
-                    "{}: theme macro-F1 {:.3}",
-                    report.name, theme.macro_f1
-                ));
-            }
-        }
-        if let Some(stance) = &report.stance {
-            if stance.scores.macro_f1 < bar {
-                failed.push(format!(
-                    "{}: stance macro-F1 {:.3}",
-                    report.name, stance.scores.macro_f1
-                ));
-            }
-        }
-    }
+    let failed = eval::below_bar(reports, bar);
     if failed.is_empty() {
         ExitCode::SUCCESS
     } else {

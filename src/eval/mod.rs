@@ -17,10 +17,12 @@
 
 pub mod bootstrap;
 pub mod compare;
+pub mod config;
 pub mod html;
 pub mod metrics;
 pub mod report;
 pub mod run;
+pub mod seen;
 pub mod text;
 
 use serde::{Deserialize, Serialize};
@@ -234,4 +236,29 @@ pub(crate) mod sample {
         }
         compare(&[configuration(), better], &labels(), &Bootstrap::default()).unwrap()
     }
+}
+
+/// The reports' macro-F1 figures (theme and stance, whichever each has) below `bar`, as
+/// "name: theme macro-F1 0.412" lines; empty when all pass.
+pub fn below_bar(reports: &[&EvalReport], bar: f64) -> Vec<String> {
+    let mut failed = Vec::new();
+    for report in reports {
+        if let Some(theme) = &report.theme {
+            if theme.macro_f1 < bar {
+                failed.push(format!(
+                    "{}: theme macro-F1 {:.3}",
+                    report.name, theme.macro_f1
+                ));
+            }
+        }
+        if let Some(stance) = &report.stance {
+            if stance.scores.macro_f1 < bar {
+                failed.push(format!(
+                    "{}: stance macro-F1 {:.3}",
+                    report.name, stance.scores.macro_f1
+                ));
+            }
+        }
+    }
+    failed
 }
