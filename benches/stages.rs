@@ -13,15 +13,15 @@ use std::time::Duration;
 
 use candle_core::{DType, Device};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use stancer::embed::Embedder;
-use stancer::model::fetch::{self, ModelSpec, ResolvedModel};
-use stancer::model::{Engine, Manifest, Matmul};
+use stancer::encode::embed::Embedder;
+use stancer::encode::model::fetch::{self, ModelSpec, ResolvedModel};
+use stancer::encode::model::{Engine, Manifest, Matmul};
 
 const CORPUS: &str = include_str!("corpus.jsonl");
 
 fn corpus() -> Vec<String> {
-    let source = stancer::input::Source::File(PathBuf::from("benches/corpus.jsonl"));
-    stancer::input::jsonl_paragraphs(&source, CORPUS)
+    let source = stancer::text::input::Source::File(PathBuf::from("benches/corpus.jsonl"));
+    stancer::text::input::jsonl_paragraphs(&source, CORPUS)
         .expect("the bench corpus parses")
         .into_iter()
         .map(|p| p.text)
@@ -76,7 +76,7 @@ fn split(c: &mut Criterion) {
     for (name, text) in fixture_documents() {
         group.throughput(Throughput::Bytes(text.len() as u64));
         group.bench_with_input(BenchmarkId::from_parameter(&name), &text, |b, text| {
-            b.iter(|| stancer::document::split(text))
+            b.iter(|| stancer::text::document::split(text))
         });
     }
     group.finish();
@@ -112,7 +112,7 @@ fn plan(c: &mut Criterion) {
     for rows in [1_000usize, 100_000] {
         group.throughput(Throughput::Elements(rows as u64));
         group.bench_with_input(BenchmarkId::from_parameter(rows), &rows, |b, &rows| {
-            b.iter(|| stancer::batch::plan(&lengths[..rows], 4096, 128))
+            b.iter(|| stancer::encode::batch::plan(&lengths[..rows], 4096, 128))
         });
     }
     group.finish();

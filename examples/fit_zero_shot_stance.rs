@@ -10,12 +10,12 @@
 //! prototypes still come from the target text alone, so the head stays zero-shot for new targets.
 
 use candle_core::{DType, Device};
-use stancer::embed::Embedder;
-use stancer::head::zero_shot::{StanceParameters, ZeroShotStance};
-use stancer::head::StanceHead;
-use stancer::model::fetch::ModelSpec;
-use stancer::schema::Target;
-use stancer::stance::Stance;
+use stancer::encode::embed::Embedder;
+use stancer::encode::model::fetch::ModelSpec;
+use stancer::label::head::zero_shot::{StanceParameters, ZeroShotStance};
+use stancer::label::head::StanceHead;
+use stancer::label::schema::Target;
+use stancer::label::stance::Stance;
 
 fn main() -> anyhow::Result<()> {
     let path = std::env::args()

@@ -160,7 +160,7 @@ def write_jsonl(path: Path, rows) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Batching: the same plan as stancer's src/batch.rs, so both engines run the same batches.
+# Batching: the same plan as stancer's src/encode/batch.rs, so both engines run the same batches.
 
 
 def plan(lengths, token_budget: int, max_rows: int):

@@ -1,6 +1,6 @@
 //! `stancer bench`: how fast the encoder runs on this machine, measured the same way every time.
 //!
-//! The measuring, the numbers and their rendering are in the library ([`stancer::bench`]); this
+//! The measuring, the numbers and their rendering are in the library ([`stancer::eval::bench`]); this
 //! parses the flags, loads the model, calls, and prints.
 
 use std::path::PathBuf;
@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use stancer::bench::{measure, measure_classify, Report, Stage};
-use stancer::embed::EmbedStats;
-use stancer::input;
+use stancer::encode::embed::EmbedStats;
+use stancer::eval::bench::{measure, measure_classify, Report, Stage};
+use stancer::text::input;
 
 use super::setup::{load_embedder, load_heads, notice, StanceArgs};
 use super::ModelArgs;
@@ -35,7 +35,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
     /// Most sequences in one batch (batches are also capped by --batch-tokens).
-    #[arg(long, default_value_t = stancer::embed::DEFAULT_MAX_ROWS, value_name = "N")]
+    #[arg(long, default_value_t = stancer::encode::embed::DEFAULT_MAX_ROWS, value_name = "N")]
     batch_rows: usize,
     /// Timed passes over the corpus; the median pass is reported.
     #[arg(long, default_value_t = 3, value_name = "N")]
@@ -96,11 +96,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     embedder.embed_passages_counted(warm_up, &mut EmbedStats::default())?;
     let warm_up_seconds = started.elapsed().as_secs_f64();
 
-    stancer::model::packed::profile::enable(args.profile);
+    stancer::encode::model::packed::profile::enable(args.profile);
     let passes = if args.classify {
         // The whole classify path: embedding, the theme head and the stance model on the default
         // schema's targets (prototypes and targets are prepared once, outside the timed passes).
-        let schema = stancer::schema::Schema::default_schema();
+        let schema = stancer::label::schema::Schema::default_schema();
         let heads = load_heads(
             &embedder,
             &resolved,
@@ -109,7 +109,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             &args.stance,
             &args.model,
         )?;
-        let mut classifier = stancer::classify::Classifier::new(&embedder, &heads, &schema, &[])?;
+        let mut classifier =
+            stancer::label::classify::Classifier::new(&embedder, &heads, &schema, &[])?;
         measure_classify(&mut classifier, &texts, args.passes, &mut |line| {
             notice(quiet, line)
         })?
@@ -118,9 +119,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             notice(quiet, line)
         })?
     };
-    stancer::model::packed::profile::enable(false);
+    stancer::encode::model::packed::profile::enable(false);
     let embedder = &embedder;
-    let stages: Vec<Stage> = stancer::model::packed::profile::take()
+    let stages: Vec<Stage> = stancer::encode::model::packed::profile::take()
         .into_iter()
         .map(|(name, seconds)| Stage {
             name: name.to_string(),

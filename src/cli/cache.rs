@@ -13,10 +13,10 @@ pub enum CacheCommand {
 }
 
 pub fn run(command: CacheCommand) -> anyhow::Result<ExitCode> {
-    let folder = stancer::embed_cache::cache_folder();
+    let folder = stancer::encode::embed_cache::cache_folder();
     match command {
         CacheCommand::Info => {
-            let (files, bytes) = stancer::embed_cache::usage();
+            let (files, bytes) = stancer::encode::embed_cache::usage();
             println!(
                 "{}: {files} files, {:.1} MiB",
                 folder.display(),
@@ -24,7 +24,7 @@ pub fn run(command: CacheCommand) -> anyhow::Result<ExitCode> {
             );
         }
         CacheCommand::Clear => {
-            let freed = stancer::embed_cache::clear()?;
+            let freed = stancer::encode::embed_cache::clear()?;
             println!(
                 "cleared {} ({:.1} MiB freed)",
                 folder.display(),

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
-use stancer::classify::Classifier;
-use stancer::input::{self, Paragraph, Source};
-use stancer::records::{self, RecordWriter};
-use stancer::schema::Schema;
+use stancer::label::classify::Classifier;
+use stancer::label::records::{self, RecordWriter};
+use stancer::label::schema::Schema;
+use stancer::text::input::{self, Paragraph, Source};
 
 use super::output::Output;
 use super::setup::{load_embedder, load_heads, notice, StanceArgs};
@@ -73,7 +73,7 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
         None => Schema::default_schema(),
     };
     // A wrong --model is an error even when the input turns out to be empty.
-    stancer::model::fetch::ModelSpec::parse(args.model.model.as_deref())?;
+    stancer::encode::model::fetch::ModelSpec::parse(args.model.model.as_deref())?;
     let sources = input::expand(&args.inputs)?;
     let format = args.format.unwrap_or_else(|| {
         if args.output.is_none() && std::io::stdout().is_terminal() {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use serde::Serialize;
-use stancer::input::{self, Paragraph};
+use stancer::text::input::{self, Paragraph};
 
 use super::output::Output;
 use super::setup::{load_embedder, notice};
@@ -71,7 +71,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn write_chunk(
-    embedder: &stancer::embed::Embedder,
+    embedder: &stancer::encode::embed::Embedder,
     chunk: &[Paragraph],
     output: &mut Output,
 ) -> anyhow::Result<()> {

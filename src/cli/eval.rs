@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use clap::Args;
 use stancer::eval::config::CompareConfig;
+use stancer::eval::gold::{self, GoldRow};
 use stancer::eval::seen::{split_by_seen, FullReport};
 use stancer::eval::{self, Bootstrap, Configuration, EvalReport, RunInfo};
-use stancer::gold::{self, GoldRow};
-use stancer::head::linear::TrainOptions;
-use stancer::head::trained::EncoderRecord;
-use stancer::schema::Schema;
+use stancer::label::head::linear::TrainOptions;
+use stancer::label::head::trained::EncoderRecord;
+use stancer::label::schema::Schema;
 
 use super::setup::{embed_cached, load_embedder, load_heads, notice, StanceArgs};
 use super::ModelArgs;
@@ -170,19 +170,19 @@ fn run_configuration(
             seed: run.seed,
             ..TrainOptions::default()
         };
-        let stancer::cross_validation::CrossValidation {
+        let stancer::eval::cross_validation::CrossValidation {
             themes,
             stances,
             grouping,
             folds,
-        } = stancer::cross_validation::cross_validate(
+        } = stancer::eval::cross_validation::cross_validate(
             rows, &vectors, schema, &embedder, &encoder, k, &options,
         )?;
         let split = match grouping {
-            stancer::cross_validation::Grouping::ByTarget => {
+            stancer::eval::cross_validation::Grouping::ByTarget => {
                 "folds split by target, test texts left out of training"
             }
-            stancer::cross_validation::Grouping::ByRow => "folds split by paragraph text",
+            stancer::eval::cross_validation::Grouping::ByRow => "folds split by paragraph text",
         };
         let sizes: Vec<String> = folds
             .iter()
@@ -216,7 +216,7 @@ fn run_configuration(
         embedder.embed_passages(&texts)?
     };
     let vectors: Vec<&[f32]> = embeddings.iter().map(|e| e.vector.as_slice()).collect();
-    let mut classifier = stancer::classify::Classifier::new(&embedder, &heads, schema, &[])?;
+    let mut classifier = stancer::label::classify::Classifier::new(&embedder, &heads, schema, &[])?;
     let (themes, stances) = stancer::eval::run::label_gold(&mut classifier, rows, &vectors)?;
     let seconds = started.elapsed().as_secs_f64();
     let info = RunInfo::new(

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
+use stancer::encode::model::adapter::BaseModel;
+use stancer::encode::model::fetch::ModelSpec;
 use stancer::finetune::{self, Event, FinetuneOptions, Hyperparameters};
-use stancer::model::adapter::BaseModel;
-use stancer::model::fetch::ModelSpec;
 
 use super::setup::notice;
 
@@ -218,7 +218,7 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
         init: match &args.init {
             None => None,
             Some(name) => {
-                let spec = stancer::model::adapter::StanceSpec::parse(name)?;
+                let spec = stancer::encode::model::adapter::StanceSpec::parse(name)?;
                 let adapter = spec.load()?.ok_or_else(|| {
                     anyhow::anyhow!(
                         "--init prototype: pass a stance model name or an adapter folder"

@@ -63,18 +63,18 @@ pub struct ModelArgs {
     pub model: Option<String>,
     /// Where the model runs: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto", value_name = "DEVICE")]
-    pub device: stancer::device::DeviceChoice,
+    pub device: stancer::encode::device::DeviceChoice,
     /// Numeric type of the model's weights and activations: f32, f16 or bf16 (default: the
     /// manifest's, else f32).
     #[arg(long, value_name = "DTYPE")]
     pub dtype: Option<String>,
     /// Token budget of one batch (rows x longest sequence).
-    #[arg(long, default_value_t = stancer::embed::DEFAULT_BATCH_TOKENS, value_name = "N")]
+    #[arg(long, default_value_t = stancer::encode::embed::DEFAULT_BATCH_TOKENS, value_name = "N")]
     pub batch_tokens: usize,
     /// Which BERT forward to run: auto (packed on the CPU in f32, else candle), candle or packed.
     /// A diagnostic for comparing the two.
     #[arg(long, default_value = "auto", value_name = "ENGINE", hide = true)]
-    pub engine: stancer::model::Engine,
+    pub engine: stancer::encode::model::Engine,
     /// No progress output on stderr.
     #[arg(long, short = 'q')]
     pub quiet: bool,

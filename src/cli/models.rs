@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use stancer::model::fetch::{self, ModelSpec};
-use stancer::model::Manifest;
+use stancer::encode::model::fetch::{self, ModelSpec};
+use stancer::encode::model::Manifest;
 
 use super::setup::notice;
 
@@ -31,7 +31,7 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<ExitCode> {
                 .iter()
                 .map(|m| m.name.len())
                 .chain(
-                    stancer::model::adapter::BUILTIN_STANCE
+                    stancer::encode::model::adapter::BUILTIN_STANCE
                         .iter()
                         .map(|b| b.name.len()),
                 )
@@ -44,7 +44,7 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<ExitCode> {
                 } else {
                     "not cached"
                 };
-                let default = if manifest.name == stancer::model::manifest::DEFAULT_MODEL {
+                let default = if manifest.name == stancer::encode::model::manifest::DEFAULT_MODEL {
                     " (default)"
                 } else {
                     ""
@@ -55,13 +55,15 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<ExitCode> {
                 );
             }
             println!("stance models (--stance; built in, no download):");
-            let adapters = stancer::model::adapter::BUILTIN_STANCE;
-            let default = stancer::model::adapter::DEFAULT_STANCE;
+            let adapters = stancer::encode::model::adapter::BUILTIN_STANCE;
+            let default = stancer::encode::model::adapter::DEFAULT_STANCE;
             for builtin in adapters {
                 let description =
-                    toml::from_str::<stancer::model::adapter::StanceManifest>(builtin.manifest)
-                        .map(|m| format!("{} (on {})", m.description, m.base))
-                        .unwrap_or_default();
+                    toml::from_str::<stancer::encode::model::adapter::StanceManifest>(
+                        builtin.manifest,
+                    )
+                    .map(|m| format!("{} (on {})", m.description, m.base))
+                    .unwrap_or_default();
                 let marker = if builtin.name == default {
                     " (default)"
                 } else {

@@ -1,9 +1,9 @@
 //! Turning flags into a loaded model, and the policies the binary owns: notices, broken pipes.
 
 use anyhow::Context;
-use stancer::embed::Embedder;
-use stancer::head::trained::TrainedHead;
-use stancer::model::fetch::{ModelSpec, ResolvedModel};
+use stancer::encode::embed::Embedder;
+use stancer::encode::model::fetch::{ModelSpec, ResolvedModel};
+use stancer::label::head::trained::TrainedHead;
 
 use super::ModelArgs;
 
@@ -38,7 +38,7 @@ pub struct StanceArgs {
     /// The stance model: a stance model name (see `stancer models list`), an adapter folder
     /// written by `stancer finetune`, or `prototype` for the zero-shot prototype head on the
     /// encoder's vectors. A trained stance head given with --head takes precedence.
-    #[arg(long, value_name = "NAME|DIR|prototype", default_value = stancer::model::adapter::DEFAULT_STANCE)]
+    #[arg(long, value_name = "NAME|DIR|prototype", default_value = stancer::encode::model::adapter::DEFAULT_STANCE)]
     pub stance: String,
 }
 
@@ -47,13 +47,13 @@ pub struct StanceArgs {
 pub fn load_heads(
     embedder: &Embedder,
     model: &ResolvedModel,
-    schema: &stancer::schema::Schema,
+    schema: &stancer::label::schema::Schema,
     head_dirs: &[std::path::PathBuf],
     stance: &StanceArgs,
     model_args: &ModelArgs,
-) -> anyhow::Result<stancer::head::Heads> {
-    let spec = stancer::model::adapter::StanceSpec::parse(&stance.stance)?;
-    let mut heads = stancer::head::Heads::zero_shot(embedder, schema)?;
+) -> anyhow::Result<stancer::label::head::Heads> {
+    let spec = stancer::encode::model::adapter::StanceSpec::parse(&stance.stance)?;
+    let mut heads = stancer::label::head::Heads::zero_shot(embedder, schema)?;
     if let Some(adapter) = spec.load()? {
         let quiet = model_args.quiet;
         // The stance model runs where and as the encoder runs; on the encoder's own weights
@@ -66,7 +66,7 @@ pub fn load_heads(
         };
         let options = load_options(model_args, &base)?;
         let name = spec.name();
-        let head = stancer::head::cross_encoder::load(&adapter, &base, &options, &name)
+        let head = stancer::label::head::cross_encoder::load(&adapter, &base, &options, &name)
             .with_context(|| format!("cannot load stance model '{name}'"))?
             .batch_tokens(model_args.batch_tokens);
         heads.stance = Box::new(head);
@@ -87,23 +87,25 @@ pub fn load_heads(
 pub fn load_options(
     args: &ModelArgs,
     resolved: &ResolvedModel,
-) -> anyhow::Result<stancer::model::LoadOptions> {
+) -> anyhow::Result<stancer::encode::model::LoadOptions> {
     let quiet = args.quiet;
     let choice = match (args.device, resolved.matmul) {
-        (stancer::device::DeviceChoice::Auto, matmul) if matmul != stancer::model::Matmul::F32 => {
-            stancer::device::DeviceChoice::Cpu
+        (stancer::encode::device::DeviceChoice::Auto, matmul)
+            if matmul != stancer::encode::model::Matmul::F32 =>
+        {
+            stancer::encode::device::DeviceChoice::Cpu
         }
         (choice, _) => choice,
     };
-    let device = stancer::device::select(choice, &mut |line| notice(quiet, line))?;
+    let device = stancer::encode::device::select(choice, &mut |line| notice(quiet, line))?;
     let dtype_name = args
         .dtype
         .clone()
         .or_else(|| resolved.dtype.clone())
         .unwrap_or_else(|| "f32".into());
-    let dtype = stancer::device::parse_dtype(&dtype_name)
+    let dtype = stancer::encode::device::parse_dtype(&dtype_name)
         .map_err(|message| stancer::Error::Usage { message })?;
-    Ok(stancer::model::LoadOptions {
+    Ok(stancer::encode::model::LoadOptions {
         pooling: resolved.pooling,
         device,
         dtype,
@@ -118,9 +120,9 @@ pub fn embed_cached(
     model: &ResolvedModel,
     texts: &[&str],
     quiet: bool,
-) -> anyhow::Result<Vec<stancer::embed::Embedding>> {
-    let key = stancer::embed_cache::embedder_key(&model.weights_checksum()?, embedder);
-    let mut cache = stancer::embed_cache::EmbeddingCache::open(&key, embedder.dimension())?;
+) -> anyhow::Result<Vec<stancer::encode::embed::Embedding>> {
+    let key = stancer::encode::embed_cache::embedder_key(&model.weights_checksum()?, embedder);
+    let mut cache = stancer::encode::embed_cache::EmbeddingCache::open(&key, embedder.dimension())?;
     let embeddings = cache.embed_passages(embedder, texts)?;
     notice(
         quiet,

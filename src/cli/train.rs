@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use stancer::head::linear::TrainOptions;
-use stancer::head::trained::{self, EncoderRecord, TrainingData};
-use stancer::schema::Schema;
+use stancer::label::head::linear::TrainOptions;
+use stancer::label::head::trained::{self, EncoderRecord, TrainingData};
+use stancer::label::schema::Schema;
 
 use super::setup::{embed_cached, load_embedder, notice};
 use super::ModelArgs;
@@ -50,7 +50,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let mut rows = Vec::new();
     let mut bytes = Vec::new();
     for file in &args.data {
-        rows.extend(stancer::gold::read(file, &schema)?);
+        rows.extend(stancer::eval::gold::read(file, &schema)?);
         bytes.extend(std::fs::read(file).map_err(|e| stancer::Error::Read {
             path: file.clone(),
             source: e,
@@ -70,7 +70,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         rows: &rows,
         vectors: &vectors,
         files: args.data.iter().map(|f| f.display().to_string()).collect(),
-        sha256: stancer::model::fetch::sha256_bytes(&bytes),
+        sha256: stancer::encode::model::fetch::sha256_bytes(&bytes),
     };
     let encoder = EncoderRecord {
         name: resolved.name.clone(),

@@ -333,7 +333,7 @@ pub fn mcnemar_exact(only_a: usize, only_b: usize) -> f64 {
 mod tests {
     use super::super::sample;
     use super::*;
-    use crate::stance::Stance;
+    use crate::label::stance::Stance;
 
     #[test]
     fn mcnemar_matches_hand_computed_binomial_tails() {

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::stance::Stance;
+use crate::label::stance::Stance;
 
 /// A score that two configurations can be compared on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

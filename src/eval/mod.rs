@@ -1,11 +1,12 @@
-//! The evaluation harness: scores a run's predictions against gold labels, with bootstrap
-//! confidence intervals, compares configurations with paired tests, and renders the results as
-//! text or as one self-contained HTML page.
+//! Stage 4, labels against gold and speed: gold data ([`gold`]), running a configuration on it
+//! ([`run`], through the one labelling path), cross-validation of trained heads
+//! ([`cross_validation`]), scores with bootstrap confidence intervals, paired comparisons of
+//! configurations, text and HTML reports, and throughput benchmarks ([`bench`]).
 //!
-//! The layers are kept apart, as in hyperfine: [`run`] labels gold rows through the classifier
-//! and collects [`ThemeOutcome`] and [`StanceOutcome`] rows; [`evaluate`] and [`compare`] turn
-//! them into plain serialisable data ([`EvalReport`], [`Comparison`]); the renderers turn that
-//! data into strings. Nothing here loads a model, reads a file or prints.
+//! The layers are kept apart, as in hyperfine: [`run`] labels gold rows and collects
+//! [`ThemeOutcome`] and [`StanceOutcome`] rows; [`evaluate`] and [`compare`] turn them into plain
+//! serialisable data ([`EvalReport`], [`Comparison`]); the renderers turn that data into strings.
+//! Scoring, comparing and rendering load no model, read no file and print nothing.
 //!
 //! Conventions, stated once:
 //! - A label that occurs neither in the gold nor in the predictions is left out of macro averages
@@ -15,9 +16,12 @@
 //! - A difference is called *significant* when its two-sided p-value is below
 //!   [`SIGNIFICANCE_LEVEL`].
 
+pub mod bench;
 pub mod bootstrap;
 pub mod compare;
 pub mod config;
+pub mod cross_validation;
+pub mod gold;
 pub mod html;
 pub mod metrics;
 pub mod report;
@@ -27,7 +31,7 @@ pub mod text;
 
 use serde::{Deserialize, Serialize};
 
-use crate::stance::Stance;
+use crate::label::stance::Stance;
 
 pub use bootstrap::{Bootstrap, Interval};
 pub use compare::{

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::bootstrap::{clusters_by_id, percentile_interval, resample, Bootstrap, Interval};
 use super::metrics::{Confusion, Counts, LabelScores, Metric};
 use super::{Configuration, RunInfo, StanceOutcome, ThemeOutcome};
-use crate::stance::Stance;
+use crate::label::stance::Stance;
 
 /// The scores of one configuration against the gold.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

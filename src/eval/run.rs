@@ -1,10 +1,10 @@
 //! Running a configuration on gold rows: every row is labelled through the same
 //! [`Classifier::label`] path as `classify`, and the predictions become outcome rows.
 
-use crate::classify::{Classifier, Request};
 use crate::error::Result;
+use crate::eval::gold::GoldRow;
 use crate::eval::{StanceOutcome, ThemeOutcome};
-use crate::gold::GoldRow;
+use crate::label::classify::{Classifier, Request};
 
 /// Predictions for gold rows whose vectors are known: the theme of every row with a gold
 /// theme, and the stance of every (row, target) pair with a gold stance, all pairs in one call,

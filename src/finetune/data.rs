@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::eval::bootstrap::SplitMix64;
-use crate::stance::Stance;
+use crate::label::stance::Stance;
 
 /// One labelled pair.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,7 +35,8 @@ pub struct DataFile {
 /// Reads `{"id", "text", "target", "stance"}` rows. A row without a text or a target, or with
 /// a label that is not favor, against or none, is an error naming the file and line.
 pub fn read_pairs(path: &Path, source: usize) -> Result<(DataFile, Vec<PairRow>)> {
-    let text = crate::input::read_text(&crate::input::Source::File(path.to_path_buf()))?;
+    let text =
+        crate::text::input::read_text(&crate::text::input::Source::File(path.to_path_buf()))?;
     let mut rows = Vec::new();
     let mut classes = [0usize; 3];
     for (number, line) in text.lines().enumerate() {
@@ -92,7 +93,7 @@ pub fn read_pairs(path: &Path, source: usize) -> Result<(DataFile, Vec<PairRow>)
     let file = DataFile {
         path: path.to_path_buf(),
         // The text is the file's bytes (checked UTF-8), so this is the file's sha256.
-        sha256: crate::model::fetch::sha256_bytes(text.as_bytes()),
+        sha256: crate::encode::model::fetch::sha256_bytes(text.as_bytes()),
         rows: rows.len(),
         classes,
     };

@@ -19,12 +19,14 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::encode::model::adapter::{
+    AdapterCard, BaseModel, LoraSettings, CARD_FILE, WEIGHTS_FILE,
+};
+use crate::encode::model::{Batch, ModelFiles};
+use crate::encode::tokenize::TextTokenizer;
 use crate::error::{Error, Result};
 use crate::eval::metrics::Confusion;
-use crate::model::adapter::{AdapterCard, BaseModel, LoraSettings, CARD_FILE, WEIGHTS_FILE};
-use crate::model::{Batch, ModelFiles};
-use crate::stance::Stance;
-use crate::tokenize::TextTokenizer;
+use crate::label::stance::Stance;
 use data::{Example, PairRow, Part, Sampling};
 use model::{TrainModel, Unfreeze};
 use optim::{AdamW, AdamWSettings};
@@ -124,7 +126,7 @@ pub struct FinetuneOptions {
 #[derive(Clone)]
 pub struct InitFrom {
     pub name: String,
-    pub adapter: crate::model::adapter::Adapter,
+    pub adapter: crate::encode::model::adapter::Adapter,
 }
 
 impl std::fmt::Debug for InitFrom {
@@ -262,7 +264,7 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
     write_jsonl(&options.out.join("heldout-test.jsonl"), &test)?;
 
     // Model.
-    let config = crate::model::read_bert_config(&options.base_files.config)?;
+    let config = crate::encode::model::read_bert_config(&options.base_files.config)?;
     let tokenizer = TextTokenizer::load(&options.base_files.tokenizer, hyper.max_tokens)?;
     if !tokenizer.encodes_pairs() {
         return Err(Error::Usage {
@@ -422,7 +424,7 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
                 })
                 .collect();
             let sequences = tokenizer.tokenize_pairs_truncated(&pairs)?;
-            let refs: Vec<&crate::tokenize::Sequence> = sequences.iter().collect();
+            let refs: Vec<&crate::encode::tokenize::Sequence> = sequences.iter().collect();
             let batch = Batch::from_sequences(&refs);
             let labels: Vec<u32> = examples.iter().map(|e| e.stance.index() as u32).collect();
             let labels = Tensor::new(labels.as_slice(), &device).map_err(Error::encoder)?;
@@ -605,13 +607,13 @@ pub fn score(
             .map(|r| (r.target.as_str(), r.text.as_str()))
             .collect();
         let sequences = tokenizer.tokenize_pairs_truncated(&pairs)?;
-        let refs: Vec<&crate::tokenize::Sequence> = sequences.iter().collect();
+        let refs: Vec<&crate::encode::tokenize::Sequence> = sequences.iter().collect();
         let logits = model
             .forward(&Batch::from_sequences(&refs))
             .and_then(|l| l.detach().to_vec2::<f32>())
             .map_err(Error::encoder)?;
         for (row, logits) in chunk.iter().zip(logits) {
-            pairs_seen.push((row.stance.index(), crate::head::argmax(&logits)));
+            pairs_seen.push((row.stance.index(), crate::label::head::argmax(&logits)));
         }
     }
     let labels: Vec<String> = Stance::ALL.iter().map(|s| s.to_string()).collect();
@@ -646,7 +648,7 @@ fn fingerprint(
         "init": options.init.as_ref().map(init_digest),
     })
     .to_string();
-    crate::model::fetch::sha256_bytes(text.as_bytes())
+    crate::encode::model::fetch::sha256_bytes(text.as_bytes())
 }
 
 /// Sets the model's trained tensors from `init`, after checking it was made on the same base
@@ -704,7 +706,7 @@ fn init_digest(init: &InitFrom) -> String {
         .collect();
     names.sort();
     let card = serde_json::to_string(&init.adapter.card).unwrap_or_default();
-    crate::model::fetch::sha256_bytes(
+    crate::encode::model::fetch::sha256_bytes(
         format!("{}\n{card}\n{}", init.name, names.join(",")).as_bytes(),
     )
 }

@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, Var, D};
 
+use crate::encode::model::adapter::LoraSettings;
+use crate::encode::model::bert::{Activation, BertConfig};
+use crate::encode::model::Batch;
 use crate::eval::bootstrap::SplitMix64;
-use crate::model::adapter::LoraSettings;
-use crate::model::bert::{Activation, BertConfig};
-use crate::model::Batch;
 
 use super::ops;
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::model::packed::{f32x16, kernels};
+use crate::encode::model::packed::{f32x16, kernels};
 
 fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, name: &str) -> Result<&'a [f32]> {
     let data = match storage {

@@ -30,7 +30,7 @@ fn fixture_documents_split_into_their_gold_paragraphs() {
     assert!(documents.len() >= 3);
     for document in documents {
         let text = std::fs::read_to_string(&document).unwrap();
-        let paragraphs = stancer::input::document_paragraphs("doc", &text);
+        let paragraphs = stancer::text::input::document_paragraphs("doc", &text);
         let gold = std::fs::read_to_string(document.with_extension("jsonl")).unwrap();
         let gold: Vec<String> = gold
             .lines()
@@ -105,7 +105,7 @@ fn jsonl_records_have_the_contract_fields_and_are_repeatable() {
             "windows"
         ]
     );
-    let schema = stancer::schema::Schema::default_schema();
+    let schema = stancer::label::schema::Schema::default_schema();
     for (i, row) in rows.iter().enumerate() {
         assert_eq!(row["paragraph"], i + 1);
         let scores = row["theme"]["scores"].as_object().unwrap();

@@ -366,7 +366,7 @@ fn output_file_is_not_left_half_written_on_failure() {
 /// according to the machine it runs on, so this test has nothing to say about one.)
 #[test]
 fn cuda_device_in_a_cpu_build_names_the_rebuild_command() {
-    if stancer::device::cuda_built() {
+    if stancer::encode::device::cuda_built() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use candle_core::{DType, Device};
-use stancer::embed::Embedder;
-use stancer::model::fetch::{ModelSpec, ResolvedModel};
+use stancer::encode::embed::Embedder;
+use stancer::encode::model::fetch::{ModelSpec, ResolvedModel};
 
 /// A folder with the tiny random BERT, written once per test run.
 pub fn tiny_model_folder() -> &'static Path {

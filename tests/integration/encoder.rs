@@ -1,7 +1,7 @@
 //! The encoder: parity with sentence-transformers, batch invariance, windows, ordering.
 
 use serde::Deserialize;
-use stancer::embed::cosine;
+use stancer::encode::embed::cosine;
 
 use crate::common::{max_abs_difference, real_embedder, tiny_embedder};
 
@@ -154,14 +154,14 @@ fn tiny_model_long_paragraphs_are_windowed_not_cut() {
     // windows embedded as separate texts have the same ids (all words are single tokens).
     let window_texts: Vec<String> = (0..3)
         .map(|w| {
-            let start = stancer::tokenize::window_starts(150, 62)[w];
+            let start = stancer::encode::tokenize::window_starts(150, 62)[w];
             words[start..start + 62].join(" ")
         })
         .collect();
     let refs: Vec<&str> = window_texts.iter().map(String::as_str).collect();
     let resolved = crate::common::tiny_resolved();
-    let raw = stancer::embed::Embedder::load(
-        &stancer::model::fetch::ResolvedModel {
+    let raw = stancer::encode::embed::Embedder::load(
+        &stancer::encode::model::fetch::ResolvedModel {
             normalize: false,
             ..resolved
         },
@@ -176,7 +176,7 @@ fn tiny_model_long_paragraphs_are_windowed_not_cut() {
             *e += v * 64.0 / 192.0;
         }
     }
-    stancer::embed::normalize(&mut expected);
+    stancer::encode::embed::normalize(&mut expected);
     assert!(max_abs_difference(&expected, &out[0].vector) <= 1e-5);
 }
 
@@ -190,7 +190,8 @@ fn half_precision_gives_finite_vectors_close_to_f32() {
     let reference = tiny_embedder().embed_passages(&texts).unwrap();
     for dtype in [candle_core::DType::F16, candle_core::DType::BF16] {
         let embedder =
-            stancer::embed::Embedder::load(&resolved, &candle_core::Device::Cpu, dtype).unwrap();
+            stancer::encode::embed::Embedder::load(&resolved, &candle_core::Device::Cpu, dtype)
+                .unwrap();
         // Mixed lengths force padding, which is where a -inf mask turns into NaN.
         let out = embedder.embed_passages(&texts).unwrap();
         for (o, r) in out.iter().zip(&reference) {
@@ -207,10 +208,10 @@ fn half_precision_gives_finite_vectors_close_to_f32() {
 /// The packed CPU forward (issue 7) and candle's padded forward compute the same thing.
 #[test]
 fn tiny_model_packed_engine_matches_candle() {
-    use stancer::model::Engine;
+    use stancer::encode::model::Engine;
     let resolved = crate::common::tiny_resolved();
     let load = |engine| {
-        stancer::embed::Embedder::load_engine(
+        stancer::encode::embed::Embedder::load_engine(
             &resolved,
             &candle_core::Device::Cpu,
             candle_core::DType::F32,
@@ -243,16 +244,16 @@ fn tiny_model_packed_engine_matches_candle() {
 
 #[test]
 fn real_model_packed_engine_matches_candle() {
-    use stancer::model::Engine;
+    use stancer::encode::model::Engine;
     let references = references();
     let texts: Vec<&str> = references.iter().map(|r| r.text.as_str()).collect();
     let packed = real_embedder();
     assert!(packed.device_label().contains("packed"));
-    let resolved = stancer::model::fetch::ModelSpec::parse(None)
+    let resolved = stancer::encode::model::fetch::ModelSpec::parse(None)
         .unwrap()
         .resolve(&mut |_| {})
         .unwrap();
-    let candle = stancer::embed::Embedder::load_engine(
+    let candle = stancer::encode::embed::Embedder::load_engine(
         &resolved,
         &candle_core::Device::Cpu,
         candle_core::DType::F32,
@@ -270,13 +271,16 @@ fn real_model_packed_engine_matches_candle() {
     assert!(worst <= 1e-5, "packed and candle differ by {worst}");
 }
 
-fn real_variant_embedder(name: &str, matmul: stancer::model::Matmul) -> stancer::embed::Embedder {
-    let resolved = stancer::model::fetch::ModelSpec::parse(Some(name))
+fn real_variant_embedder(
+    name: &str,
+    matmul: stancer::encode::model::Matmul,
+) -> stancer::encode::embed::Embedder {
+    let resolved = stancer::encode::model::fetch::ModelSpec::parse(Some(name))
         .unwrap()
         .resolve(&mut |_| {})
         .unwrap();
     assert_eq!(resolved.matmul, matmul);
-    stancer::embed::Embedder::load(
+    stancer::encode::embed::Embedder::load(
         &resolved,
         &candle_core::Device::Cpu,
         candle_core::DType::F32,
@@ -286,7 +290,7 @@ fn real_variant_embedder(name: &str, matmul: stancer::model::Matmul) -> stancer:
 
 /// Worst and mean cosine of a variant against sentence-transformers on the reference texts, and
 /// the largest difference between a paragraph embedded alone and in the batch of all of them.
-fn variant_against_references(embedder: &stancer::embed::Embedder) -> (f32, f32, f32) {
+fn variant_against_references(embedder: &stancer::encode::embed::Embedder) -> (f32, f32, f32) {
     let references = references();
     let texts: Vec<&str> = references.iter().map(|r| r.text.as_str()).collect();
     let together = embedder.embed_passages(&texts).unwrap();
@@ -319,7 +323,7 @@ fn variant_against_references(embedder: &stancer::embed::Embedder) -> (f32, f32,
 /// paragraph's vector does not depend on its batch at all.
 #[test]
 fn real_model_int8_variant_is_close_and_batch_invariant() {
-    let embedder = real_variant_embedder("minilm-l6-int8", stancer::model::Matmul::Int8);
+    let embedder = real_variant_embedder("minilm-l6-int8", stancer::encode::model::Matmul::Int8);
     assert!(embedder.device_label().contains("int8"));
     let (worst, mean, batch_difference) = variant_against_references(&embedder);
     // Measured: worst 0.9834, mean 0.9954 (ONNX Runtime's dynamic int8: worst ~0.981).
@@ -332,7 +336,7 @@ fn real_model_int8_variant_is_close_and_batch_invariant() {
 /// and is as batch-invariant as int8: rounding is per value, sums per row.
 #[test]
 fn real_model_bf16_variant_meets_the_parity_bar() {
-    let embedder = real_variant_embedder("minilm-l6-bf16", stancer::model::Matmul::Bf16);
+    let embedder = real_variant_embedder("minilm-l6-bf16", stancer::encode::model::Matmul::Bf16);
     assert!(embedder.device_label().contains("bf16"));
     let (worst, mean, batch_difference) = variant_against_references(&embedder);
     // Measured: worst 0.99994, mean 0.99998.
@@ -345,15 +349,15 @@ fn real_model_bf16_variant_meets_the_parity_bar() {
 /// error, not a silent f32 run.
 #[test]
 fn int8_variant_refuses_the_candle_engine() {
-    let resolved = stancer::model::fetch::ModelSpec::parse(Some("minilm-l6-int8"))
+    let resolved = stancer::encode::model::fetch::ModelSpec::parse(Some("minilm-l6-int8"))
         .unwrap()
         .resolve(&mut |_| {})
         .unwrap();
-    let error = stancer::embed::Embedder::load_engine(
+    let error = stancer::encode::embed::Embedder::load_engine(
         &resolved,
         &candle_core::Device::Cpu,
         candle_core::DType::F32,
-        stancer::model::Engine::Candle,
+        stancer::encode::model::Engine::Candle,
     )
     .err()
     .expect("candle cannot run int8 products")
@@ -368,20 +372,27 @@ fn int8_variant_refuses_the_candle_engine() {
 /// identical: the reduced precision is really used).
 #[test]
 fn tiny_model_reduced_precision_products_are_close_to_f32() {
-    for matmul in [stancer::model::Matmul::Int8, stancer::model::Matmul::Bf16] {
+    for matmul in [
+        stancer::encode::model::Matmul::Int8,
+        stancer::encode::model::Matmul::Bf16,
+    ] {
         tiny_model_products_are_close_to_f32(matmul);
     }
 }
 
-fn tiny_model_products_are_close_to_f32(matmul: stancer::model::Matmul) {
+fn tiny_model_products_are_close_to_f32(matmul: stancer::encode::model::Matmul) {
     let f32_model = crate::common::tiny_resolved();
-    let reduced = stancer::model::fetch::ResolvedModel {
+    let reduced = stancer::encode::model::fetch::ResolvedModel {
         matmul,
         ..f32_model.clone()
     };
     let load = |model| {
-        stancer::embed::Embedder::load(model, &candle_core::Device::Cpu, candle_core::DType::F32)
-            .unwrap()
+        stancer::encode::embed::Embedder::load(
+            model,
+            &candle_core::Device::Cpu,
+            candle_core::DType::F32,
+        )
+        .unwrap()
     };
     let (exact, quantised) = (load(&f32_model), load(&reduced));
     let texts = [

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
+use stancer::encode::model::adapter::{Adapter, AdapterCard, BaseModel, LoraSettings};
+use stancer::encode::model::{Batch, BertEncoder, Engine, LoadOptions, Matmul, Model, ModelFiles};
+use stancer::encode::tokenize::TextTokenizer;
 use stancer::finetune::model::{TrainModel, Unfreeze, LORA_TARGETS};
-use stancer::model::adapter::{Adapter, AdapterCard, BaseModel, LoraSettings};
-use stancer::model::{Batch, BertEncoder, Engine, LoadOptions, Matmul, Model, ModelFiles};
-use stancer::tokenize::TextTokenizer;
 
 use crate::common::{max_abs_difference, stancer, tiny, tiny_model_folder};
 
@@ -24,7 +24,7 @@ const PAIRS: &[(&str, &str)] = &[
 /// adapter changes the forward; and the adapter built from it.
 fn trained_and_adapter(folder: &Path, rank: usize) -> (TrainModel, Adapter) {
     let files = ModelFiles::in_folder(folder);
-    let config = stancer::model::read_bert_config(&files.config).unwrap();
+    let config = stancer::encode::model::read_bert_config(&files.config).unwrap();
     let base = candle_core::safetensors::load(&files.weights, &Device::Cpu).unwrap();
     let lora = LoraSettings {
         rank,
@@ -55,7 +55,7 @@ fn trained_and_adapter(folder: &Path, rank: usize) -> (TrainModel, Adapter) {
         task: "stance".into(),
         base: BaseModel {
             name: "test".into(),
-            sha256: stancer::model::fetch::sha256_file(&files.weights).unwrap(),
+            sha256: stancer::encode::model::fetch::sha256_file(&files.weights).unwrap(),
         },
         lora,
         labels: vec!["favor".into(), "against".into(), "none".into()],
@@ -104,7 +104,7 @@ fn tiny_merged_adapter_on_both_engines_equals_the_unmerged_training_forward() {
     // The update changed the model: the base with only the head differs.
     let (base_model, _) = {
         let files = ModelFiles::in_folder(folder);
-        let config = stancer::model::read_bert_config(&files.config).unwrap();
+        let config = stancer::encode::model::read_bert_config(&files.config).unwrap();
         let base = candle_core::safetensors::load(&files.weights, &Device::Cpu).unwrap();
         let lora = adapter.card.lora.clone();
         (
@@ -241,8 +241,10 @@ fn finetune_is_repeatable_and_resumes_exactly() {
     let data = write_pairs(dir.path(), "pairs.jsonl", &borrowed);
     // Compared by digest: a failure prints two lines, not two files' bytes.
     let read = |out: &str| {
-        stancer::model::fetch::sha256_file(&dir.path().join(out).join("adapter.safetensors"))
-            .unwrap()
+        stancer::encode::model::fetch::sha256_file(
+            &dir.path().join(out).join("adapter.safetensors"),
+        )
+        .unwrap()
     };
 
     let first = finetune(dir.path(), &data, "a", &[]);
@@ -278,7 +280,7 @@ fn finetune_is_repeatable_and_resumes_exactly() {
     // The card names the base, every file with its sha256, the settings and the scores.
     let card: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("a/card.json")).unwrap()).unwrap();
-    let sha = stancer::model::fetch::sha256_file(Path::new(&data)).unwrap();
+    let sha = stancer::encode::model::fetch::sha256_file(Path::new(&data)).unwrap();
     assert_eq!(card["data"][0]["sha256"], sha);
     assert_eq!(card["hyperparameters"]["seed"], 0);
     assert_eq!(card["lora"]["rank"], 2);
@@ -542,20 +544,20 @@ fn real_model_finetuning_raises_held_out_macro_f1_above_the_untrained_head() {
 
 #[test]
 fn real_model_shipped_stance_model_merged_equals_its_unmerged_forward() {
-    let Some(builtin) = stancer::model::adapter::BUILTIN_STANCE.first() else {
+    let Some(builtin) = stancer::encode::model::adapter::BUILTIN_STANCE.first() else {
         eprintln!("skipping: no stance model is built in");
         return;
     };
-    let spec = stancer::model::adapter::StanceSpec::parse(builtin.name).unwrap();
+    let spec = stancer::encode::model::adapter::StanceSpec::parse(builtin.name).unwrap();
     let adapter = spec.load().unwrap().unwrap();
-    let base = stancer::model::fetch::ModelSpec::parse(Some(&adapter.card.base.name))
+    let base = stancer::encode::model::fetch::ModelSpec::parse(Some(&adapter.card.base.name))
         .unwrap()
         .resolve(&mut |line| eprintln!("{line}"))
         .unwrap();
     adapter
         .check_base(&base.name, &base.weights_checksum().unwrap())
         .unwrap();
-    let config = stancer::model::read_bert_config(&base.files.config).unwrap();
+    let config = stancer::encode::model::read_bert_config(&base.files.config).unwrap();
     let tensors = candle_core::safetensors::load(&base.files.weights, &Device::Cpu).unwrap();
     let unfreeze = Unfreeze::default();
     let model = TrainModel::new(
@@ -591,7 +593,7 @@ fn real_model_shipped_stance_model_merged_equals_its_unmerged_forward() {
     // The reduced-precision variants run the same merged matrices and agree on the labels.
     let labels = |rows: &[Vec<f32>]| {
         rows.iter()
-            .map(|r| stancer::head::argmax(r))
+            .map(|r| stancer::label::head::argmax(r))
             .collect::<Vec<_>>()
     };
     for matmul in [Matmul::Int8, Matmul::Bf16] {
@@ -606,26 +608,26 @@ fn real_model_shipped_stance_model_merged_equals_its_unmerged_forward() {
 
 #[test]
 fn a_built_in_stance_model_with_a_changed_byte_is_refused() {
-    let Some(builtin) = stancer::model::adapter::BUILTIN_STANCE.first() else {
+    let Some(builtin) = stancer::encode::model::adapter::BUILTIN_STANCE.first() else {
         eprintln!("skipping: no stance model is built in");
         return;
     };
     let mut weights = builtin.weights.to_vec();
     let last = weights.len() - 1;
     weights[last] ^= 1;
-    let tampered = Box::leak(Box::new(stancer::model::adapter::BuiltinAdapter {
+    let tampered = Box::leak(Box::new(stancer::encode::model::adapter::BuiltinAdapter {
         name: builtin.name,
         manifest: builtin.manifest,
         weights: Box::leak(weights.into_boxed_slice()),
         card: builtin.card,
     }));
-    let error = stancer::model::adapter::StanceSpec::Builtin(tampered)
+    let error = stancer::encode::model::adapter::StanceSpec::Builtin(tampered)
         .load()
         .err()
         .expect("a changed byte must fail the checksum");
     assert!(error.to_string().contains("sha256"), "{error}");
     // The intact one loads, and its card names the base and the data it was trained on.
-    let adapter = stancer::model::adapter::StanceSpec::Builtin(builtin)
+    let adapter = stancer::encode::model::adapter::StanceSpec::Builtin(builtin)
         .load()
         .unwrap()
         .unwrap();

@@ -8,7 +8,7 @@ use crate::common::{real_embedder, stancer};
 #[test]
 fn real_model_fetch_from_the_hugging_face_cache_offline() {
     let _ = real_embedder(); // make sure the default model is in the user's cache
-    let resolved = stancer::model::fetch::ModelSpec::parse(None)
+    let resolved = stancer::encode::model::fetch::ModelSpec::parse(None)
         .unwrap()
         .resolve(&mut |_| {})
         .unwrap();

@@ -6,9 +6,18 @@ use super::BuiltinAdapter;
 
 pub const MODELS: &[BuiltinAdapter] = &[BuiltinAdapter {
     name: "minilm-l6-stance",
-    manifest: include_str!("../../models/minilm-l6-stance.toml"),
-    weights: include_bytes!("../../models/minilm-l6-stance/adapter.safetensors"),
-    card: include_bytes!("../../models/minilm-l6-stance/card.json"),
+    manifest: include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/minilm-l6-stance.toml"
+    )),
+    weights: include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/minilm-l6-stance/adapter.safetensors"
+    )),
+    card: include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/minilm-l6-stance/card.json"
+    )),
 }];
 
 /// The stance model of `classify`, `eval` and `bench --classify` when `--stance` is not given.

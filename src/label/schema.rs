@@ -21,7 +21,8 @@ use toml::Spanned;
 use crate::error::{Error, Result};
 
 /// The schema used when none is given: the reference document's domain.
-pub const DEFAULT_SCHEMA: &str = include_str!("../schemas/default.toml");
+pub const DEFAULT_SCHEMA: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/default.toml"));
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Schema {

@@ -281,7 +281,7 @@ unsafe fn quantize_row_avx512(row: &[f32], out: &mut [u8]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::packed::tiles::{pseudo_random, reference, test_case, TEST_SHAPES};
+    use crate::encode::model::packed::tiles::{pseudo_random, reference, test_case, TEST_SHAPES};
 
     /// The int8 product written out plainly, the arithmetic the module doc defines without the
     /// packing or the +128 shift: a scale per output (`max |w| / 127`) and per row
@@ -373,7 +373,7 @@ mod tests {
                 .resize(rows.next_multiple_of(MR) * weights.depth, 128);
             scratch.scales.resize(rows.next_multiple_of(MR), 0.0);
             for m in 0..rows {
-                scratch.scales[m] = crate::model::packed::kernels::quantize_row(
+                scratch.scales[m] = crate::encode::model::packed::kernels::quantize_row(
                     &x[m * inputs..][..inputs],
                     &mut scratch.values[m * weights.depth..][..inputs],
                 );
@@ -441,7 +441,7 @@ mod tests {
                 (max / 127.0, bytes)
             };
             let mut out = vec![0u8; row.len()];
-            let got = crate::model::packed::kernels::quantize_row(row, &mut out);
+            let got = crate::encode::model::packed::kernels::quantize_row(row, &mut out);
             assert_eq!(
                 (got.to_bits(), &out),
                 (scale.to_bits(), &expected),

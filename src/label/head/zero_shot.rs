@@ -20,9 +20,9 @@
 //! [favor, against, none] = [P(pos) P(f), P(pos) (1 - P(f)), 1 - P(pos)].
 
 use super::{dot, sigmoid, softmax, PreparedTarget, StanceHead, ThemeHead};
-use crate::embed::{normalize, Embedder};
+use crate::encode::embed::{normalize, Embedder};
 use crate::error::Result;
-use crate::schema::{Schema, Target};
+use crate::label::schema::{Schema, Target};
 
 /// Temperature used when a schema has too few examples to fit one.
 pub const DEFAULT_TEMPERATURE: f32 = 0.05;

@@ -13,8 +13,8 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::schema::Schema;
-use crate::stance::Stance;
+use crate::label::schema::Schema;
+use crate::label::stance::Stance;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct GoldRow {
@@ -118,7 +118,7 @@ pub fn parse(text: &str, path: &Path, schema: &Schema) -> Result<Vec<GoldRow>> {
                 .as_str()
                 .ok_or_else(|| fail("a stance must be \"favor\", \"against\" or \"none\"".into()))?
                 .parse()
-                .map_err(|e: crate::stance::ParseStanceError| fail(e.to_string()))
+                .map_err(|e: crate::label::stance::ParseStanceError| fail(e.to_string()))
         };
         let stances = match (object.get("target"), object.get("stance")) {
             (Some(Value::String(target)), Some(stance)) => {

@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::embed::{Embedder, Embedding};
+use crate::encode::embed::{Embedder, Embedding};
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"STEMB001";
 
 /// The folder every cache file lives in.
 pub fn cache_folder() -> PathBuf {
-    crate::model::fetch::stancer_home().join("embeddings")
+    crate::encode::model::fetch::stancer_home().join("embeddings")
 }
 
 struct Entry {
@@ -45,7 +45,7 @@ impl EmbeddingCache {
     pub fn open(key: &str, dimension: usize) -> Result<Self> {
         let folder = cache_folder();
         std::fs::create_dir_all(&folder).map_err(|e| Error::write(&folder, e))?;
-        let name = crate::model::fetch::sha256_bytes(key.as_bytes())[..32].to_string();
+        let name = crate::encode::model::fetch::sha256_bytes(key.as_bytes())[..32].to_string();
         Self::open_file(&folder.join(format!("{name}.emb")), dimension)
     }
 

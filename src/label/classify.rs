@@ -8,11 +8,11 @@
 
 use std::collections::HashMap;
 
-use crate::embed::{EmbedStats, Embedder, Embedding};
+use crate::encode::embed::{EmbedStats, Embedder, Embedding};
 use crate::error::Result;
-use crate::head::{Heads, PairInput, PreparedTarget, StanceDecision, ThemeDecision};
-use crate::input::Paragraph;
-use crate::schema::{Schema, Target};
+use crate::label::head::{Heads, PairInput, PreparedTarget, StanceDecision, ThemeDecision};
+use crate::label::schema::{Schema, Target};
+use crate::text::input::Paragraph;
 
 /// One paragraph's labels.
 #[derive(Debug, Clone)]

@@ -167,7 +167,7 @@ pub fn bf16_available() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::packed::tiles::{reference, test_case, TEST_SHAPES};
+    use crate::encode::model::packed::tiles::{reference, test_case, TEST_SHAPES};
 
     /// The product of the bf16-rounded operands (rounded by `half`, not by the kernels), in f64
     /// (exact products, sums far finer than f32's), and the sum of the terms' magnitudes, which
@@ -233,7 +233,7 @@ mod tests {
 
             let mut scratch = vec![0u16; rows.next_multiple_of(MR) * weights.depth];
             for m in 0..rows {
-                crate::model::packed::kernels::round_bf16(
+                crate::encode::model::packed::kernels::round_bf16(
                     &x[m * inputs..][..inputs],
                     &mut scratch[m * weights.depth..][..inputs],
                 );

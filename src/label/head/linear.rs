@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::head::softmax;
+use crate::label::head::softmax;
 
 /// How a head is fitted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -411,7 +411,7 @@ fn mean_loss(model: &LinearModel, x: &[Vec<f32>], y: &[usize]) -> f64 {
 fn score(model: &LinearModel, x: &[Vec<f32>], y: &[usize], classes: usize) -> Validation {
     let predicted: Vec<usize> = x
         .iter()
-        .map(|row| crate::head::argmax(&model.probabilities(row)))
+        .map(|row| crate::label::head::argmax(&model.probabilities(row)))
         .collect();
     let correct = predicted.iter().zip(y).filter(|(p, g)| p == g).count();
     let mut f1s = Vec::new();
@@ -471,7 +471,7 @@ mod tests {
         let correct = x
             .iter()
             .zip(&y)
-            .filter(|(row, &label)| crate::head::argmax(&model.probabilities(row)) == label)
+            .filter(|(row, &label)| crate::label::head::argmax(&model.probabilities(row)) == label)
             .count();
         assert!(correct >= 147, "{correct} of 150");
         assert!(report.validation.macro_f1 > 0.95);
@@ -490,7 +490,7 @@ mod tests {
         let correct = x
             .iter()
             .zip(&y)
-            .filter(|(row, &label)| crate::head::argmax(&model.probabilities(row)) == label)
+            .filter(|(row, &label)| crate::label::head::argmax(&model.probabilities(row)) == label)
             .count();
         assert!(correct >= 85, "{correct} of 90");
     }

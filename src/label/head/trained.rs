@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use super::linear::{self, FitReport, LinearModel, TrainOptions, Validation};
 use super::{PreparedTarget, StanceHead, ThemeHead};
-use crate::embed::Embedder;
+use crate::encode::embed::Embedder;
 use crate::error::{Error, Result};
-use crate::gold::GoldRow;
-use crate::schema::{Schema, Target};
-use crate::stance::Stance;
+use crate::eval::gold::GoldRow;
+use crate::label::schema::{Schema, Target};
+use crate::label::stance::Stance;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

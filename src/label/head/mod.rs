@@ -9,10 +9,10 @@ pub mod linear;
 pub mod trained;
 pub mod zero_shot;
 
-use crate::embed::Embedder;
+use crate::encode::embed::Embedder;
 use crate::error::Result;
-use crate::schema::Target;
-use crate::stance::Stance;
+use crate::label::schema::Target;
+use crate::label::stance::Stance;
 
 /// Probabilities over a schema's themes, for each paragraph.
 pub trait ThemeHead: Send + Sync {
@@ -90,7 +90,7 @@ pub struct Heads {
 
 impl Heads {
     /// The zero-shot heads for a schema.
-    pub fn zero_shot(embedder: &Embedder, schema: &crate::schema::Schema) -> Result<Self> {
+    pub fn zero_shot(embedder: &Embedder, schema: &crate::label::schema::Schema) -> Result<Self> {
         let theme: Option<Box<dyn ThemeHead>> = if schema.themes.is_empty() {
             None
         } else {

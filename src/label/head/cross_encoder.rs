@@ -3,13 +3,13 @@
 //! tokens; a paragraph longer than the model's window is split into windows, each paired with
 //! the whole target, and the windows' logits combine as the model declares.
 
-use crate::batch;
-use crate::embed::DEFAULT_BATCH_TOKENS;
+use crate::encode::batch;
+use crate::encode::embed::DEFAULT_BATCH_TOKENS;
+use crate::encode::model::{Batch, Model};
+use crate::encode::tokenize::{PairTokenized, TextTokenizer};
 use crate::error::{Error, Result};
-use crate::model::{Batch, Model};
-use crate::schema::Target;
-use crate::stance::Stance;
-use crate::tokenize::{PairTokenized, TextTokenizer};
+use crate::label::schema::Target;
+use crate::label::stance::Stance;
 
 use super::{softmax, PreparedTarget, StanceHead};
 
@@ -108,7 +108,7 @@ impl CrossEncoderStance {
         let lengths: Vec<usize> = sequences.iter().map(|s| s.len()).collect();
         let mut logits: Vec<Vec<f32>> = vec![Vec::new(); sequences.len()];
         for planned in batch::plan(&lengths, self.batch_tokens, self.max_rows) {
-            let inputs: Vec<&crate::tokenize::Sequence> =
+            let inputs: Vec<&crate::encode::tokenize::Sequence> =
                 planned.iter().map(|&i| sequences[i]).collect();
             let outputs = self.model.predict(&Batch::from_sequences(&inputs))?;
             for (&i, row) in planned.iter().zip(outputs) {
@@ -143,7 +143,7 @@ impl CrossEncoderStance {
 impl StanceHead for CrossEncoderStance {
     fn prepare(
         &self,
-        _embedder: &crate::embed::Embedder,
+        _embedder: &crate::encode::embed::Embedder,
         target: &Target,
     ) -> Result<PreparedTarget> {
         Ok(PreparedTarget {
@@ -189,15 +189,16 @@ impl StanceHead for CrossEncoderStance {
 /// in the precision `options` give, with the base model's tokenizer at the length the adapter
 /// was trained on. The base must be the one the adapter names (checked by sha256).
 pub fn load(
-    adapter: &crate::model::adapter::Adapter,
-    base: &crate::model::fetch::ResolvedModel,
-    options: &crate::model::LoadOptions,
+    adapter: &crate::encode::model::adapter::Adapter,
+    base: &crate::encode::model::fetch::ResolvedModel,
+    options: &crate::encode::model::LoadOptions,
     name: &str,
 ) -> Result<CrossEncoderStance> {
     adapter.check_base(&base.name, &base.weights_checksum()?)?;
     let max_tokens = adapter.card.max_tokens;
     let tokenizer = TextTokenizer::load(&base.files.tokenizer, max_tokens)?;
-    let model = crate::model::BertEncoder::load_weights(&base.files, Some(adapter), options)?;
+    let model =
+        crate::encode::model::BertEncoder::load_weights(&base.files, Some(adapter), options)?;
     if max_tokens > model.max_positions() {
         return Err(Error::Usage {
             message: format!(

@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use candle_core::{DType, Device};
 
-use crate::batch;
+use crate::encode::batch;
+use crate::encode::model::fetch::ResolvedModel;
+use crate::encode::model::{BertEncoder, Encoder, Engine};
+use crate::encode::tokenize::TextTokenizer;
 use crate::error::{Error, Result};
-use crate::model::fetch::ResolvedModel;
-use crate::model::{BertEncoder, Encoder, Engine};
-use crate::tokenize::TextTokenizer;
 
 /// Defaults for batch planning, measured on a 2-core CPU (see BENCHMARKS.md).
 pub const DEFAULT_BATCH_TOKENS: usize = 4096;
@@ -163,7 +163,7 @@ impl Embedder {
     }
 
     /// Tokenizes without running the model (for benchmarks and token counts).
-    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<crate::tokenize::Tokenized>> {
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<crate::encode::tokenize::Tokenized>> {
         self.tokenizer.tokenize(texts)
     }
 
@@ -194,7 +194,7 @@ impl Embedder {
             let started = Instant::now();
             let outputs = self
                 .encoder
-                .embed(&crate::model::Batch::from_ids(&inputs))?;
+                .embed(&crate::encode::model::Batch::from_ids(&inputs))?;
             stats.batch_seconds.push(started.elapsed().as_secs_f64());
             for (&i, vector) in batch.iter().zip(outputs) {
                 vectors[i] = vector;

@@ -15,15 +15,24 @@ use crate::error::{Error, Result};
 const BUILTIN: &[(&str, &str)] = &[
     (
         "minilm-l6.toml",
-        include_str!("../../models/minilm-l6.toml"),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/minilm-l6.toml"
+        )),
     ),
     (
         "minilm-l6-int8.toml",
-        include_str!("../../models/minilm-l6-int8.toml"),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/minilm-l6-int8.toml"
+        )),
     ),
     (
         "minilm-l6-bf16.toml",
-        include_str!("../../models/minilm-l6-bf16.toml"),
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/minilm-l6-bf16.toml"
+        )),
     ),
 ];
 
@@ -195,7 +204,7 @@ impl Manifest {
             }
         }
         if let Some(dtype) = &self.dtype {
-            crate::device::parse_dtype(dtype)
+            crate::encode::device::parse_dtype(dtype)
                 .map_err(|_| fail(format!("dtype '{dtype}' is not one of f32, f16, bf16")))?;
         }
         Ok(())
@@ -223,8 +232,8 @@ mod tests {
             base.files.iter().map(|f| &f.sha256).collect::<Vec<_>>()
         );
         assert_eq!(
-            crate::model::fetch::cache_folder(&int8),
-            crate::model::fetch::cache_folder(&base)
+            crate::encode::model::fetch::cache_folder(&int8),
+            crate::encode::model::fetch::cache_folder(&base)
         );
     }
 

@@ -6,9 +6,9 @@ use std::io::Write;
 
 use serde_json::{json, Map, Value};
 
-use crate::classify::Classified;
-use crate::input::Paragraph;
-use crate::stance::Stance;
+use crate::label::classify::Classified;
+use crate::label::stance::Stance;
+use crate::text::input::Paragraph;
 
 /// The output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

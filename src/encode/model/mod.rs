@@ -99,7 +99,7 @@ impl Batch {
     }
 
     /// Sequences with their segments (pairs).
-    pub fn from_sequences(sequences: &[&crate::tokenize::Sequence]) -> Self {
+    pub fn from_sequences(sequences: &[&crate::encode::tokenize::Sequence]) -> Self {
         Self::new(
             sequences
                 .iter()
@@ -384,7 +384,7 @@ impl BertEncoder {
                      is a variant of",
                     matmul.name(),
                     device_name(device),
-                    crate::device::dtype_name(dtype),
+                    crate::encode::device::dtype_name(dtype),
                     if engine == Engine::Candle { " on candle" } else { "" },
                 ),
             });
@@ -398,7 +398,7 @@ impl BertEncoder {
                     message: format!(
                         "the packed encoder runs on the CPU in f32 only, not {} {}",
                         device_name(device),
-                        crate::device::dtype_name(dtype)
+                        crate::encode::device::dtype_name(dtype)
                     ),
                 })
             }
@@ -595,7 +595,7 @@ impl Model for BertEncoder {
         format!(
             "{} {}{engine}",
             device_name(device),
-            crate::device::dtype_name(dtype)
+            crate::encode::device::dtype_name(dtype)
         )
     }
 

@@ -155,7 +155,7 @@ impl StanceSpec {
                     (builtin.weights, &manifest.adapter.sha256, WEIGHTS_FILE),
                     (builtin.card, &manifest.adapter.card_sha256, CARD_FILE),
                 ] {
-                    let actual = crate::model::fetch::sha256_bytes(bytes);
+                    let actual = crate::encode::model::fetch::sha256_bytes(bytes);
                     if &actual != expected {
                         return Err(Error::Checksum {
                             path: origin.join(file),

@@ -252,7 +252,7 @@ pub fn erf(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::packed::tiles::pseudo_random;
+    use crate::encode::model::packed::tiles::pseudo_random;
 
     /// Which build the dispatcher runs on this CPU: only that one can be checked here (the
     /// builds share one generic body, so the others differ only in the instructions chosen).

@@ -4,8 +4,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::document;
 use crate::error::{Error, Result};
+use crate::text::document;
 
 /// One paragraph to embed or classify.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,7 +228,7 @@ impl JsonlRows {
             .ok_or_else(|| fail("no \"text\" string field".into()))?;
         let index = self.count + 1;
         let id = match object.get("id") {
-            // The line, not the row's position, so that `classify` and `eval` (crate::gold)
+            // The line, not the row's position, so that `classify` and `eval` (crate::eval::gold)
             // name the same row the same way and the id points at the line to open.
             None | Some(serde_json::Value::Null) => format!("{}#{}", self.doc, self.line),
             Some(serde_json::Value::String(s)) => s.clone(),
@@ -340,7 +340,7 @@ mod tests {
         let streamed: Vec<String> = stream(&source).unwrap().map(|p| p.unwrap().id).collect();
         assert_eq!(streamed, expected);
         let eval: Vec<String> =
-            crate::gold::parse(text, &path, &crate::schema::Schema::default_schema())
+            crate::eval::gold::parse(text, &path, &crate::label::schema::Schema::default_schema())
                 .unwrap()
                 .into_iter()
                 .map(|r| r.id)

@@ -9,10 +9,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::classify::Classifier;
-use crate::embed::{EmbedStats, Embedder};
+use crate::encode::embed::{EmbedStats, Embedder};
 use crate::error::Result;
-use crate::input::Paragraph;
+use crate::label::classify::Classifier;
+use crate::text::input::Paragraph;
 
 /// One timed pass over the corpus.
 #[derive(Debug, Clone, Serialize)]

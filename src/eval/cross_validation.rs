@@ -12,16 +12,16 @@
 //! target-grouped folds are kept and the comments they share are left out of training instead
 //! (about 44% of each fold's training rows on VAST dev).
 
-use crate::classify::Classifier;
-use crate::embed::Embedder;
+use crate::encode::embed::Embedder;
 use crate::error::{Error, Result};
 use crate::eval::bootstrap::SplitMix64;
+use crate::eval::gold::GoldRow;
 use crate::eval::{StanceOutcome, ThemeOutcome};
-use crate::gold::GoldRow;
-use crate::head::linear::TrainOptions;
-use crate::head::trained::{self, EncoderRecord, TrainingData};
-use crate::head::Heads;
-use crate::schema::Schema;
+use crate::label::classify::Classifier;
+use crate::label::head::linear::TrainOptions;
+use crate::label::head::trained::{self, EncoderRecord, TrainingData};
+use crate::label::head::Heads;
+use crate::label::schema::Schema;
 
 /// How rows were split.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,7 +214,7 @@ pub fn cross_validate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stance::Stance;
+    use crate::label::stance::Stance;
 
     fn row(text: &str, target: &str) -> GoldRow {
         GoldRow {

@@ -116,7 +116,7 @@ pub fn available() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::packed::tiles::{reference, test_case, TEST_SHAPES};
+    use crate::encode::model::packed::tiles::{reference, test_case, TEST_SHAPES};
 
     /// The packed layout read back with plain scalar loops over the same tile walk: what the
     /// AVX-512 tile computes, one multiply-add at a time. There is no portable kernel (the
