@@ -65,11 +65,6 @@ impl Interval {
     pub fn contains(&self, value: f64) -> bool {
         self.low <= value && value <= self.high
     }
-
-    /// Whether the interval excludes zero, i.e. a difference is significant at its level.
-    pub fn excludes_zero(&self) -> bool {
-        !self.contains(0.0)
-    }
 }
 
 impl From<[f64; 2]> for Interval {

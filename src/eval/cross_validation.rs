@@ -242,7 +242,11 @@ mod tests {
                 rows.push(row(&text, &format!("target {}", (comment + t * 4) % 9)));
             }
         }
-        let schema = Schema::targets_only(Vec::new());
+        let schema = Schema {
+            origin: "test".into(),
+            themes: Vec::new(),
+            targets: Vec::new(),
+        };
         let (folds, grouping) = assign_folds(&rows, &schema, 3, 7);
         assert_eq!(grouping, Grouping::ByTarget);
         for fold in 0..3 {

@@ -116,6 +116,31 @@ pub struct Configuration {
     pub stances: Vec<StanceOutcome>,
 }
 
+/// The reports' macro-F1 figures (theme and stance, whichever each has) below `bar`, as
+/// "name: theme macro-F1 0.412" lines; empty when all pass.
+pub fn below_bar(reports: &[&EvalReport], bar: f64) -> Vec<String> {
+    let mut failed = Vec::new();
+    for report in reports {
+        if let Some(theme) = &report.theme {
+            if theme.macro_f1 < bar {
+                failed.push(format!(
+                    "{}: theme macro-F1 {:.3}",
+                    report.name, theme.macro_f1
+                ));
+            }
+        }
+        if let Some(stance) = &report.stance {
+            if stance.scores.macro_f1 < bar {
+                failed.push(format!(
+                    "{}: stance macro-F1 {:.3}",
+                    report.name, stance.scores.macro_f1
+                ));
+            }
+        }
+    }
+    failed
+}
+
 #[cfg(test)]
 pub(crate) mod sample {
     //! Hand-built outcomes shared by the report, comparison and renderer tests.
@@ -240,29 +265,4 @@ pub(crate) mod sample {
         }
         compare(&[configuration(), better], &labels(), &Bootstrap::default()).unwrap()
     }
-}
-
-/// The reports' macro-F1 figures (theme and stance, whichever each has) below `bar`, as
-/// "name: theme macro-F1 0.412" lines; empty when all pass.
-pub fn below_bar(reports: &[&EvalReport], bar: f64) -> Vec<String> {
-    let mut failed = Vec::new();
-    for report in reports {
-        if let Some(theme) = &report.theme {
-            if theme.macro_f1 < bar {
-                failed.push(format!(
-                    "{}: theme macro-F1 {:.3}",
-                    report.name, theme.macro_f1
-                ));
-            }
-        }
-        if let Some(stance) = &report.stance {
-            if stance.scores.macro_f1 < bar {
-                failed.push(format!(
-                    "{}: stance macro-F1 {:.3}",
-                    report.name, stance.scores.macro_f1
-                ));
-            }
-        }
-    }
-    failed
 }

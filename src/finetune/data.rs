@@ -2,7 +2,7 @@
 //! by text into train, validation and test parts, and the order in which an epoch visits them
 //! (balanced across data sets and classes, grouped by length into batches).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -255,15 +255,6 @@ pub fn batches(
     }
     random.shuffle(&mut out);
     out
-}
-
-/// Counts per (file, part, class), for the model card.
-pub fn split_counts(rows: &[(Part, &PairRow)]) -> HashMap<(usize, Part), [usize; 3]> {
-    let mut counts: HashMap<(usize, Part), [usize; 3]> = HashMap::new();
-    for (part, row) in rows {
-        counts.entry((row.source, *part)).or_default()[row.stance.index()] += 1;
-    }
-    counts
 }
 
 #[cfg(test)]

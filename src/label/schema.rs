@@ -97,15 +97,6 @@ impl Schema {
         Self::parse(&text, path)
     }
 
-    /// A schema with no themes and the given targets (for `--target` without a schema).
-    pub fn targets_only(targets: Vec<Target>) -> Self {
-        Self {
-            origin: "command line".into(),
-            themes: Vec::new(),
-            targets,
-        }
-    }
-
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
         let fail = |span: Option<Range<usize>>, message: String| Error::Schema {
             path: path.to_path_buf(),

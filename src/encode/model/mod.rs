@@ -412,6 +412,9 @@ impl BertEncoder {
             None => {
                 // The file is validated (header, sizes) before any tensor is read, so a
                 // truncated or foreign file is an error here, not a crash later.
+                // SAFETY: the mapped file is the model's weights, which stancer never writes
+                // while it runs; a file changed underneath by another process is the one case
+                // memory mapping cannot guard against (as for every mmap-based loader).
                 let vb = unsafe {
                     candle_nn::VarBuilder::from_mmaped_safetensors(&[&files.weights], dtype, device)
                 }

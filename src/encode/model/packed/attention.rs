@@ -29,55 +29,58 @@ pub(super) struct Head {
 /// The pointers must cover `length` rows of `size` values at their strides, and no other thread
 /// may touch the output block meanwhile.
 pub(super) unsafe fn run(head: Head, scores: &mut [f32]) {
-    let Head {
-        length,
-        size,
-        query,
-        key,
-        value,
-        stride,
-        out,
-        out_stride,
-        scale,
-    } = head;
-    debug_assert_eq!(scores.len(), length * length);
-    profile::time(Stage::Scores, || {
-        matmul(
-            length,
+    // SAFETY: the caller upholds this function's safety contract (its doc comment).
+    unsafe {
+        let Head {
             length,
             size,
-            scores.as_mut_ptr(),
-            length,
-            false,
             query,
-            stride,
-            1,
             key,
-            1,
-            stride,
-            scale,
-        )
-    });
-    profile::time(Stage::Softmax, || {
-        for row in scores.chunks_exact_mut(length) {
-            kernels::softmax(row);
-        }
-    });
-    profile::time(Stage::Context, || {
-        matmul(
-            length,
-            size,
-            length,
-            out,
-            out_stride,
-            false,
-            scores.as_ptr(),
-            length,
-            1,
             value,
             stride,
-            1,
-            1.0,
-        )
-    });
+            out,
+            out_stride,
+            scale,
+        } = head;
+        debug_assert_eq!(scores.len(), length * length);
+        profile::time(Stage::Scores, || {
+            matmul(
+                length,
+                length,
+                size,
+                scores.as_mut_ptr(),
+                length,
+                false,
+                query,
+                stride,
+                1,
+                key,
+                1,
+                stride,
+                scale,
+            )
+        });
+        profile::time(Stage::Softmax, || {
+            for row in scores.chunks_exact_mut(length) {
+                kernels::softmax(row);
+            }
+        });
+        profile::time(Stage::Context, || {
+            matmul(
+                length,
+                size,
+                length,
+                out,
+                out_stride,
+                false,
+                scores.as_ptr(),
+                length,
+                1,
+                value,
+                stride,
+                1,
+                1.0,
+            )
+        });
+    }
 }

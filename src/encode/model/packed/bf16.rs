@@ -96,18 +96,28 @@ impl Weights {
 
     /// Every tile of the product (the target features are here too, so that the walk and the
     /// tiles inline into one loop).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, BW and BF16, and `a` and `out` must hold `rows` rows of the
+    /// input and output widths.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     unsafe fn forward_avx512(&self, a: &[u16], rows: usize, out: &mut [f32]) {
-        tiles::walk(rows, self.panels, |m, panel, take| match take {
-            3 => self.tile::<3>(a, m, rows, panel, out),
-            2 => self.tile::<2>(a, m, rows, panel, out),
-            _ => self.tile::<1>(a, m, rows, panel, out),
-        });
+        // SAFETY: the caller upholds this function's safety contract (its doc comment).
+        unsafe {
+            tiles::walk(rows, self.panels, |m, panel, take| match take {
+                3 => self.tile::<3>(a, m, rows, panel, out),
+                2 => self.tile::<2>(a, m, rows, panel, out),
+                _ => self.tile::<1>(a, m, rows, panel, out),
+            });
+        }
     }
 
     /// One MR x (P x 16) tile: rows `m..m + MR` (stores only those below `rows`), panels
     /// `panel..panel + P`.
+    ///
+    /// # Safety
+    /// As for `forward_avx512`, with the tile's panels inside the weights.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
     #[inline]
@@ -119,32 +129,35 @@ impl Weights {
         panel: usize,
         out: &mut [f32],
     ) {
-        use std::arch::x86_64::*;
-        let depth = self.depth;
-        let a = a.as_ptr().add(m * depth);
-        let b = self.packed.as_ptr().add(panel * depth * PANEL);
-        let mut acc = [[_mm512_setzero_ps(); P]; MR];
-        for pair in 0..depth / 2 {
-            // Bits reinterpreted as bf16 pairs: __m512i and __m512bh are both 64 plain bytes.
-            let as_pairs = |v: __m512i| std::mem::transmute::<__m512i, __m512bh>(v);
-            let mut w = [as_pairs(_mm512_setzero_si512()); P];
-            for (p, w) in w.iter_mut().enumerate() {
-                *w = as_pairs(_mm512_loadu_si512(
-                    b.add(p * depth * PANEL + pair * 2 * PANEL) as *const _,
-                ));
-            }
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let x = as_pairs(_mm512_set1_epi32(
-                    (a.add(r * depth + pair * 2) as *const i32).read_unaligned(),
-                ));
-                for (acc, &w) in acc.iter_mut().zip(&w) {
-                    *acc = _mm512_dpbf16_ps(*acc, x, w);
+        // SAFETY: the caller upholds this function's safety contract (its doc comment).
+        unsafe {
+            use std::arch::x86_64::*;
+            let depth = self.depth;
+            let a = a.as_ptr().add(m * depth);
+            let b = self.packed.as_ptr().add(panel * depth * PANEL);
+            let mut acc = [[_mm512_setzero_ps(); P]; MR];
+            for pair in 0..depth / 2 {
+                // Bits reinterpreted as bf16 pairs: __m512i and __m512bh are both 64 plain bytes.
+                let as_pairs = |v: __m512i| std::mem::transmute::<__m512i, __m512bh>(v);
+                let mut w = [as_pairs(_mm512_setzero_si512()); P];
+                for (p, w) in w.iter_mut().enumerate() {
+                    *w = as_pairs(_mm512_loadu_si512(
+                        b.add(p * depth * PANEL + pair * 2 * PANEL) as *const _,
+                    ));
+                }
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let x = as_pairs(_mm512_set1_epi32(
+                        (a.add(r * depth + pair * 2) as *const i32).read_unaligned(),
+                    ));
+                    for (acc, &w) in acc.iter_mut().zip(&w) {
+                        *acc = _mm512_dpbf16_ps(*acc, x, w);
+                    }
                 }
             }
-        }
-        for (r, acc) in acc.iter().enumerate().take(rows - m) {
-            for (p, &acc) in acc.iter().enumerate() {
-                tiles::add_to_panel(out, m + r, self.outputs, (panel + p) * PANEL, acc);
+            for (r, acc) in acc.iter().enumerate().take(rows - m) {
+                for (p, &acc) in acc.iter().enumerate() {
+                    tiles::add_to_panel(out, m + r, self.outputs, (panel + p) * PANEL, acc);
+                }
             }
         }
     }

@@ -49,23 +49,33 @@ impl Weights {
 
     /// Every tile of the product (the target feature is here too, so that the walk and the tiles
     /// inline into one loop).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, and `x` and `out` must hold `rows` rows of the input and
+    /// output widths.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn forward_avx512(&self, x: &[f32], rows: usize, out: &mut [f32]) {
-        // A full tile reads rows m..m + MR, which exist; the last rows go one at a time.
-        tiles::walk(rows, self.panels, |m, panel, take| {
-            match (take, m + MR <= rows) {
-                (3, true) => self.tile::<3, MR>(x, m, panel, out),
-                (2, true) => self.tile::<2, MR>(x, m, panel, out),
-                (_, true) => self.tile::<1, MR>(x, m, panel, out),
-                (3, false) => (m..rows).for_each(|r| self.tile::<3, 1>(x, r, panel, out)),
-                (2, false) => (m..rows).for_each(|r| self.tile::<2, 1>(x, r, panel, out)),
-                (_, false) => (m..rows).for_each(|r| self.tile::<1, 1>(x, r, panel, out)),
-            }
-        });
+        // SAFETY: the caller upholds this function's safety contract (its doc comment).
+        unsafe {
+            // A full tile reads rows m..m + MR, which exist; the last rows go one at a time.
+            tiles::walk(rows, self.panels, |m, panel, take| {
+                match (take, m + MR <= rows) {
+                    (3, true) => self.tile::<3, MR>(x, m, panel, out),
+                    (2, true) => self.tile::<2, MR>(x, m, panel, out),
+                    (_, true) => self.tile::<1, MR>(x, m, panel, out),
+                    (3, false) => (m..rows).for_each(|r| self.tile::<3, 1>(x, r, panel, out)),
+                    (2, false) => (m..rows).for_each(|r| self.tile::<2, 1>(x, r, panel, out)),
+                    (_, false) => (m..rows).for_each(|r| self.tile::<1, 1>(x, r, panel, out)),
+                }
+            });
+        }
     }
 
     /// One R x (P x 16) tile: rows `m..m + R`, panels `panel..panel + P`.
+    ///
+    /// # Safety
+    /// As for `forward_avx512`, with the tile's rows and panels inside `x`, `out` and the weights.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     #[inline]
@@ -76,26 +86,29 @@ impl Weights {
         panel: usize,
         out: &mut [f32],
     ) {
-        use std::arch::x86_64::*;
-        let inputs = self.inputs;
-        let a = x.as_ptr().add(m * inputs);
-        let b = self.packed.as_ptr().add(panel * inputs * PANEL);
-        let mut acc = [[_mm512_setzero_ps(); P]; R];
-        for k in 0..inputs {
-            let mut w = [_mm512_setzero_ps(); P];
-            for (p, w) in w.iter_mut().enumerate() {
-                *w = _mm512_loadu_ps(b.add(p * inputs * PANEL + k * PANEL));
-            }
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let v = _mm512_set1_ps(*a.add(r * inputs + k));
-                for (acc, &w) in acc.iter_mut().zip(&w) {
-                    *acc = _mm512_fmadd_ps(v, w, *acc);
+        // SAFETY: the caller upholds this function's safety contract (its doc comment).
+        unsafe {
+            use std::arch::x86_64::*;
+            let inputs = self.inputs;
+            let a = x.as_ptr().add(m * inputs);
+            let b = self.packed.as_ptr().add(panel * inputs * PANEL);
+            let mut acc = [[_mm512_setzero_ps(); P]; R];
+            for k in 0..inputs {
+                let mut w = [_mm512_setzero_ps(); P];
+                for (p, w) in w.iter_mut().enumerate() {
+                    *w = _mm512_loadu_ps(b.add(p * inputs * PANEL + k * PANEL));
+                }
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let v = _mm512_set1_ps(*a.add(r * inputs + k));
+                    for (acc, &w) in acc.iter_mut().zip(&w) {
+                        *acc = _mm512_fmadd_ps(v, w, *acc);
+                    }
                 }
             }
-        }
-        for (r, acc) in acc.iter().enumerate() {
-            for (p, &acc) in acc.iter().enumerate() {
-                tiles::add_to_panel(out, m + r, self.outputs, (panel + p) * PANEL, acc);
+            for (r, acc) in acc.iter().enumerate() {
+                for (p, &acc) in acc.iter().enumerate() {
+                    tiles::add_to_panel(out, m + r, self.outputs, (panel + p) * PANEL, acc);
+                }
             }
         }
     }

@@ -118,18 +118,28 @@ impl Weights {
 
     /// Every tile of the product (the target features are here too, so that the walk and the
     /// tiles inline into one loop).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, BW and VNNI, and `scratch` and `out` must hold `rows` rows of
+    /// the input and output widths.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     unsafe fn forward_vnni(&self, scratch: &Scratch, rows: usize, out: &mut [f32]) {
-        tiles::walk(rows, self.panels, |m, panel, take| match take {
-            3 => self.tile_vnni::<3>(scratch, m, rows, panel, out),
-            2 => self.tile_vnni::<2>(scratch, m, rows, panel, out),
-            _ => self.tile_vnni::<1>(scratch, m, rows, panel, out),
-        });
+        // SAFETY: the caller upholds this function's safety contract (its doc comment).
+        unsafe {
+            tiles::walk(rows, self.panels, |m, panel, take| match take {
+                3 => self.tile_vnni::<3>(scratch, m, rows, panel, out),
+                2 => self.tile_vnni::<2>(scratch, m, rows, panel, out),
+                _ => self.tile_vnni::<1>(scratch, m, rows, panel, out),
+            });
+        }
     }
 
     /// One MR x (P x 16) tile: rows `m..m + MR` (stores only those below `rows`), panels
     /// `panel..panel + P`.
+    ///
+    /// # Safety
+    /// As for `forward_vnni`, with the tile's panels inside the weights.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[inline]
@@ -141,36 +151,46 @@ impl Weights {
         panel: usize,
         out: &mut [f32],
     ) {
-        use std::arch::x86_64::*;
-        let depth = self.depth;
-        let groups = depth / 4;
-        let a = scratch.values.as_ptr().add(m * depth);
-        let b = self.packed.as_ptr().add(panel * depth * PANEL);
-        let mut acc = [[_mm512_setzero_si512(); P]; MR];
-        for g in 0..groups {
-            let mut w = [_mm512_setzero_si512(); P];
-            for (p, w) in w.iter_mut().enumerate() {
-                *w = _mm512_loadu_si512(b.add(p * depth * PANEL + g * 4 * PANEL) as *const _);
-            }
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let x =
-                    _mm512_set1_epi32((a.add(r * depth + g * 4) as *const i32).read_unaligned());
-                for (acc, &w) in acc.iter_mut().zip(&w) {
-                    *acc = _mm512_dpbusd_epi32(*acc, x, w);
+        // SAFETY: the caller upholds this function's safety contract (its doc comment).
+        unsafe {
+            use std::arch::x86_64::*;
+            let depth = self.depth;
+            let groups = depth / 4;
+            let a = scratch.values.as_ptr().add(m * depth);
+            let b = self.packed.as_ptr().add(panel * depth * PANEL);
+            let mut acc = [[_mm512_setzero_si512(); P]; MR];
+            for g in 0..groups {
+                let mut w = [_mm512_setzero_si512(); P];
+                for (p, w) in w.iter_mut().enumerate() {
+                    *w = _mm512_loadu_si512(b.add(p * depth * PANEL + g * 4 * PANEL) as *const _);
+                }
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm512_set1_epi32(
+                        (a.add(r * depth + g * 4) as *const i32).read_unaligned(),
+                    );
+                    for (acc, &w) in acc.iter_mut().zip(&w) {
+                        *acc = _mm512_dpbusd_epi32(*acc, x, w);
+                    }
                 }
             }
-        }
-        for (r, acc) in acc.iter().enumerate().take(rows - m) {
-            let row_scale = _mm512_set1_ps(scratch.scales[m + r]);
-            for (p, &acc) in acc.iter().enumerate() {
-                let first = (panel + p) * PANEL;
-                // Both are padded to whole panels.
-                let correction =
-                    _mm512_loadu_si512(self.corrections.as_ptr().add(first) as *const _);
-                let scale =
-                    _mm512_mul_ps(_mm512_loadu_ps(self.scales.as_ptr().add(first)), row_scale);
-                let exact = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, correction));
-                tiles::add_to_panel(out, m + r, self.outputs, first, _mm512_mul_ps(exact, scale));
+            for (r, acc) in acc.iter().enumerate().take(rows - m) {
+                let row_scale = _mm512_set1_ps(scratch.scales[m + r]);
+                for (p, &acc) in acc.iter().enumerate() {
+                    let first = (panel + p) * PANEL;
+                    // Both are padded to whole panels.
+                    let correction =
+                        _mm512_loadu_si512(self.corrections.as_ptr().add(first) as *const _);
+                    let scale =
+                        _mm512_mul_ps(_mm512_loadu_ps(self.scales.as_ptr().add(first)), row_scale);
+                    let exact = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, correction));
+                    tiles::add_to_panel(
+                        out,
+                        m + r,
+                        self.outputs,
+                        first,
+                        _mm512_mul_ps(exact, scale),
+                    );
+                }
             }
         }
     }
@@ -233,49 +253,56 @@ impl Scratch {
 /// [`super::kernels::quantize_row`] with AVX-512, same results: the maximum is exact whatever the
 /// order, the product rounds the same, and the conversion rounds to nearest even like
 /// `round_ties_even`.
+///
+/// # Safety
+/// The CPU must have AVX-512F and BW, and `out` must be at least as long as `row`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn quantize_row_avx512(row: &[f32], out: &mut [u8]) -> f32 {
-    use std::arch::x86_64::*;
-    let len = row.len();
-    let whole = len / 16 * 16;
-    let mask_tail: __mmask16 = ((1u32 << (len - whole)) - 1) as __mmask16;
-    let abs_mask = _mm512_set1_epi32(0x7fff_ffff);
-    let abs = |v: __m512| _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), abs_mask));
-    let mut maxes = _mm512_setzero_ps();
-    for i in (0..whole).step_by(16) {
-        maxes = _mm512_max_ps(maxes, abs(_mm512_loadu_ps(row.as_ptr().add(i))));
-    }
-    if whole < len {
-        maxes = _mm512_max_ps(
-            maxes,
-            abs(_mm512_maskz_loadu_ps(mask_tail, row.as_ptr().add(whole))),
+    // SAFETY: the caller upholds this function's safety contract (its doc comment).
+    unsafe {
+        use std::arch::x86_64::*;
+        let len = row.len();
+        let whole = len / 16 * 16;
+        let mask_tail: __mmask16 = ((1u32 << (len - whole)) - 1) as __mmask16;
+        let abs_mask = _mm512_set1_epi32(0x7fff_ffff);
+        let abs =
+            |v: __m512| _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), abs_mask));
+        let mut maxes = _mm512_setzero_ps();
+        for i in (0..whole).step_by(16) {
+            maxes = _mm512_max_ps(maxes, abs(_mm512_loadu_ps(row.as_ptr().add(i))));
+        }
+        if whole < len {
+            maxes = _mm512_max_ps(
+                maxes,
+                abs(_mm512_maskz_loadu_ps(mask_tail, row.as_ptr().add(whole))),
+            );
+        }
+        let max = _mm512_reduce_max_ps(maxes);
+        if max == 0.0 || !max.is_finite() {
+            // Rare; the portable code handles it the same way.
+            return super::kernels::quantize_row(row, out);
+        }
+        let inverse = _mm512_set1_ps(127.0 / max);
+        let (low, high, shift) = (
+            _mm512_set1_epi32(1),
+            _mm512_set1_epi32(255),
+            _mm512_set1_epi32(128),
         );
+        let convert = |v: __m512| {
+            let q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, inverse)), shift);
+            _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(q, low), high))
+        };
+        for i in (0..whole).step_by(16) {
+            let bytes = convert(_mm512_loadu_ps(row.as_ptr().add(i)));
+            _mm_storeu_si128(out.as_mut_ptr().add(i) as *mut __m128i, bytes);
+        }
+        if whole < len {
+            let bytes = convert(_mm512_maskz_loadu_ps(mask_tail, row.as_ptr().add(whole)));
+            _mm_mask_storeu_epi8(out.as_mut_ptr().add(whole) as *mut i8, mask_tail, bytes);
+        }
+        max / 127.0
     }
-    let max = _mm512_reduce_max_ps(maxes);
-    if max == 0.0 || !max.is_finite() {
-        // Rare; the portable code handles it the same way.
-        return super::kernels::quantize_row(row, out);
-    }
-    let inverse = _mm512_set1_ps(127.0 / max);
-    let (low, high, shift) = (
-        _mm512_set1_epi32(1),
-        _mm512_set1_epi32(255),
-        _mm512_set1_epi32(128),
-    );
-    let convert = |v: __m512| {
-        let q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, inverse)), shift);
-        _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(q, low), high))
-    };
-    for i in (0..whole).step_by(16) {
-        let bytes = convert(_mm512_loadu_ps(row.as_ptr().add(i)));
-        _mm_storeu_si128(out.as_mut_ptr().add(i) as *mut __m128i, bytes);
-    }
-    if whole < len {
-        let bytes = convert(_mm512_maskz_loadu_ps(mask_tail, row.as_ptr().add(whole)));
-        _mm_mask_storeu_epi8(out.as_mut_ptr().add(whole) as *mut i8, mask_tail, bytes);
-    }
-    max / 127.0
 }
 
 #[cfg(test)]

@@ -169,6 +169,10 @@ impl Linear {
 
 /// `dst (m x n, row stride dst_rs) = [dst +] scale * a (m x k) · b (k x n)`, single-threaded:
 /// callers spread work over threads themselves.
+///
+/// # Safety
+/// The pointers must cover the m x k, k x n and m x n matrices at their strides, and no other
+/// thread may touch `dst`'s block meanwhile.
 #[allow(clippy::too_many_arguments)]
 unsafe fn matmul(
     m: usize,
@@ -185,27 +189,30 @@ unsafe fn matmul(
     b_cs: usize,
     scale: f32,
 ) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst,
-        1,
-        dst_rs as isize,
-        accumulate,
-        a,
-        a_cs as isize,
-        a_rs as isize,
-        b,
-        b_cs as isize,
-        b_rs as isize,
-        1.0,
-        scale,
-        false,
-        false,
-        false,
-        gemm::Parallelism::None,
-    );
+    // SAFETY: the caller upholds this function's safety contract (its doc comment).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            a,
+            a_cs as isize,
+            a_rs as isize,
+            b,
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }
 
 struct LayerNorm {
@@ -336,6 +343,7 @@ impl Layer {
 struct Shared(*mut f32);
 // SAFETY: only used for disjoint writes, joined before the buffer is read again.
 unsafe impl Send for Shared {}
+// SAFETY: as for Send: tasks sharing it write disjoint regions and are joined before a read.
 unsafe impl Sync for Shared {}
 
 impl Shared {
@@ -553,8 +561,7 @@ impl PackedBert {
                 key: qkv[start * stride + hidden + head * head_size..].as_ptr(),
                 value: qkv[start * stride + 2 * hidden + head * head_size..].as_ptr(),
                 stride,
-                // SAFETY (for the pointer arithmetic): start x hidden + head x head_size is
-                // inside `context`.
+                // SAFETY: start x hidden + head x head_size is inside `context`.
                 out: unsafe { out.ptr().add(start * hidden + head * head_size) },
                 out_stride: hidden,
                 scale,

@@ -45,20 +45,23 @@ pub unsafe fn add_to_panel(
     first: usize,
     values: std::arch::x86_64::__m512,
 ) {
-    use std::arch::x86_64::*;
-    debug_assert!((row + 1) * outputs <= out.len() && first < outputs);
-    let valid = outputs.saturating_sub(first).min(PANEL);
-    let mask: __mmask16 = if valid == PANEL {
-        0xffff
-    } else {
-        (1u16 << valid) - 1
-    };
-    let dst = out.as_mut_ptr().add(row * outputs + first);
-    _mm512_mask_storeu_ps(
-        dst,
-        mask,
-        _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), values),
-    );
+    // SAFETY: the caller upholds this function's safety contract (its doc comment).
+    unsafe {
+        use std::arch::x86_64::*;
+        debug_assert!((row + 1) * outputs <= out.len() && first < outputs);
+        let valid = outputs.saturating_sub(first).min(PANEL);
+        let mask: __mmask16 = if valid == PANEL {
+            0xffff
+        } else {
+            (1u16 << valid) - 1
+        };
+        let dst = out.as_mut_ptr().add(row * outputs + first);
+        _mm512_mask_storeu_ps(
+            dst,
+            mask,
+            _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), values),
+        );
+    }
 }
 
 /// Values in [-1, 1) from a fixed seed, for the kernels' tests.
