@@ -62,6 +62,14 @@ pub struct Hyperparameters {
     pub validation_rows: usize,
     pub eval_every: usize,
     pub patience: usize,
+    /// After training, shift the head's bias per class to the best validation macro-F1 (at most
+    /// this many validation rows; 0: no calibration).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub calibration_rows: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Default for Hyperparameters {
@@ -90,6 +98,7 @@ impl Default for Hyperparameters {
             validation_rows: 600,
             eval_every: 200,
             patience: 4,
+            calibration_rows: 0,
         }
     }
 }
@@ -161,6 +170,13 @@ pub enum Event {
     },
     Stopped {
         reason: String,
+    },
+    /// The head's bias was shifted by `offsets` ([favor, against, none]) for validation
+    /// macro-F1 `before` -> `after`.
+    Calibrated {
+        offsets: [f32; 3],
+        before: f64,
+        after: f64,
     },
 }
 
@@ -253,6 +269,14 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
     let mut validation_order: Vec<usize> = (0..validation.len()).collect();
     crate::eval::bootstrap::SplitMix64::new(hyper.seed ^ 0x0A11_DA7E)
         .shuffle(&mut validation_order);
+    // Calibration reads more of the same shuffled order (a superset of the scored rows).
+    let mut calibration_order = validation_order.clone();
+    calibration_order.truncate(hyper.calibration_rows);
+    calibration_order.sort_unstable();
+    let calibration_rows: Vec<PairRow> = calibration_order
+        .iter()
+        .map(|&i| validation[i].clone())
+        .collect();
     validation_order.truncate(hyper.validation_rows);
     validation_order.sort_unstable();
     let validation: Vec<PairRow> = validation_order
@@ -327,7 +351,8 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
     let total_steps = hyper
         .max_steps
         .unwrap_or(hyper.epochs * per_epoch / hyper.accumulate)
-        .max(1);
+        // No steps at all only for a model that starts from a trained one (to calibrate it).
+        .max(if options.init.is_some() { 0 } else { 1 });
     let warmup = ((total_steps as f64) * hyper.warmup_fraction).round() as usize;
 
     let fingerprint = fingerprint(options, &files, validation_file.as_ref());
@@ -530,7 +555,27 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
     });
 
     // The adapter: the best-scoring weights where there was validation, else the last.
-    let tensors = best.unwrap_or_else(|| model.tensors());
+    let mut tensors = best.unwrap_or_else(|| model.tensors());
+    let calibration = if hyper.calibration_rows > 0 && !calibration_rows.is_empty() {
+        model.set_tensors(&tensors).map_err(Error::encoder)?;
+        let logits = logits(&model, &tokenizer, &calibration_rows)?;
+        let gold: Vec<usize> = calibration_rows.iter().map(|r| r.stance.index()).collect();
+        let found = calibrate(&logits, &gold);
+        let bias = tensors
+            .get("classifier.bias")
+            .expect("this is a bug: the head has a bias");
+        let offsets = Tensor::new(&found.offsets[..], &device).map_err(Error::encoder)?;
+        let shifted = bias.add(&offsets).map_err(Error::encoder)?;
+        tensors.insert("classifier.bias".into(), shifted);
+        events(Event::Calibrated {
+            offsets: found.offsets,
+            before: found.before,
+            after: found.after,
+        });
+        Some((found, calibration_rows.len()))
+    } else {
+        None
+    };
     let pairs_per_second = if state.timed_seconds > 0.0 {
         state.timed_pairs as f64 / state.timed_seconds
     } else {
@@ -551,6 +596,7 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
         pairs_per_second,
         lora: &lora,
         started_seconds: started.elapsed().as_secs_f64(),
+        calibration: calibration.as_ref(),
     });
     write_adapter(&options.out, &tensors, &card)?;
     Ok(FinetuneReport {
@@ -600,7 +646,26 @@ pub fn score(
     tokenizer: &TextTokenizer,
     rows: &[PairRow],
 ) -> Result<(f64, f64)> {
-    let mut pairs_seen = Vec::with_capacity(rows.len());
+    let pairs_seen: Vec<(usize, usize)> = rows
+        .iter()
+        .zip(logits(model, tokenizer, rows)?)
+        .map(|(row, logits)| (row.stance.index(), crate::label::head::argmax(&logits)))
+        .collect();
+    let labels: Vec<String> = Stance::ALL.iter().map(|s| s.to_string()).collect();
+    let confusion = Confusion::from_pairs(labels, pairs_seen);
+    Ok((
+        confusion.macro_f1().unwrap_or(0.0),
+        confusion.accuracy().unwrap_or(0.0),
+    ))
+}
+
+/// The model's [favor, against, none] logits for `rows` (no gradients).
+pub fn logits(
+    model: &TrainModel,
+    tokenizer: &TextTokenizer,
+    rows: &[PairRow],
+) -> Result<Vec<[f32; 3]>> {
+    let mut all = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(32) {
         let pairs: Vec<(&str, &str)> = chunk
             .iter()
@@ -612,16 +677,51 @@ pub fn score(
             .forward(&Batch::from_sequences(&refs))
             .and_then(|l| l.detach().to_vec2::<f32>())
             .map_err(Error::encoder)?;
-        for (row, logits) in chunk.iter().zip(logits) {
-            pairs_seen.push((row.stance.index(), crate::label::head::argmax(&logits)));
+        all.extend(logits.into_iter().map(|l| [l[0], l[1], l[2]]));
+    }
+    Ok(all)
+}
+
+/// Per-class offsets to the logits and the macro-F1 they give.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Calibration {
+    /// [favor, against, none]; none is always 0.
+    pub offsets: [f32; 3],
+    pub before: f64,
+    pub after: f64,
+}
+
+/// The offsets (favor and against on a grid of -2..2 by 0.1, none fixed at 0) with the best
+/// macro-F1 of `logits` against `gold` (class indices); ties go to the smallest offsets, so no
+/// evidence means no change.
+pub fn calibrate(logits: &[[f32; 3]], gold: &[usize]) -> Calibration {
+    let macro_f1 = |offsets: [f32; 3]| {
+        let pairs = logits.iter().zip(gold).map(|(l, &g)| {
+            let shifted = [l[0] + offsets[0], l[1] + offsets[1], l[2] + offsets[2]];
+            (g, crate::label::head::argmax(&shifted))
+        });
+        let labels: Vec<String> = Stance::ALL.iter().map(|s| s.to_string()).collect();
+        Confusion::from_pairs(labels, pairs)
+            .macro_f1()
+            .unwrap_or(0.0)
+    };
+    let before = macro_f1([0.0; 3]);
+    let mut best = ([0.0f32; 3], before, 0i32);
+    for favor in -20i32..=20 {
+        for against in -20i32..=20 {
+            let offsets = [favor as f32 / 10.0, against as f32 / 10.0, 0.0];
+            let score = macro_f1(offsets);
+            let size = favor.abs() + against.abs();
+            if score > best.1 + 1e-12 || ((score - best.1).abs() <= 1e-12 && size < best.2) {
+                best = (offsets, score, size);
+            }
         }
     }
-    let labels: Vec<String> = Stance::ALL.iter().map(|s| s.to_string()).collect();
-    let confusion = Confusion::from_pairs(labels, pairs_seen);
-    Ok((
-        confusion.macro_f1().unwrap_or(0.0),
-        confusion.accuracy().unwrap_or(0.0),
-    ))
+    Calibration {
+        offsets: best.0,
+        before,
+        after: best.1,
+    }
 }
 
 fn count_classes(rows: &[PairRow]) -> [usize; 3] {
@@ -817,6 +917,7 @@ struct CardInputs<'a> {
     pairs_per_second: f64,
     lora: &'a LoraSettings,
     started_seconds: f64,
+    calibration: Option<&'a (Calibration, usize)>,
 }
 
 fn model_card(inputs: CardInputs) -> serde_json::Value {
@@ -866,6 +967,13 @@ fn model_card(inputs: CardInputs) -> serde_json::Value {
         },
         "hyperparameters": hyper,
         "optimizer": "AdamW (beta1 0.9, beta2 0.999, eps 1e-8), linear warm-up then linear decay",
+        "calibration": inputs.calibration.map(|(c, rows)| serde_json::json!({
+            "method": "per-class offsets added to the head's bias (none fixed at 0, favor and against on a grid of -2..2 by 0.1), chosen for the best macro-F1 on validation rows; ties go to the smallest offsets",
+            "rows": rows,
+            "offsets": {"favor": c.offsets[0], "against": c.offsets[1], "none": c.offsets[2]},
+            "macro_f1_before": c.before,
+            "macro_f1_after": c.after,
+        })),
         "initialised_from": options.init.as_ref().map(|init| serde_json::json!({
             "name": init.name,
             "card": init.adapter.card,
@@ -919,4 +1027,49 @@ fn write_adapter(
     let mut json = serde_json::to_vec_pretty(card).expect("this is a bug: card serialises");
     json.push(b'\n');
     write_atomic(&folder.join(CARD_FILE), &json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calibration_finds_the_offset_that_undoes_a_bias_toward_none() {
+        // Each row's true class has a margin of 1, but none carries an extra 1.5: plain argmax
+        // calls every favor and against row none.
+        let mut logits = Vec::new();
+        let mut gold = Vec::new();
+        for i in 0..90 {
+            let class = i % 3;
+            let mut l = [0.0f32; 3];
+            l[class] += 1.0;
+            l[2] += 1.5;
+            logits.push(l);
+            gold.push(class);
+        }
+        let found = calibrate(&logits, &gold);
+        assert!(found.before < 0.5, "{found:?}");
+        assert!((found.after - 1.0).abs() < 1e-9, "{found:?}");
+        // The smallest offsets that separate the classes: 0.5 makes a tie with none, which
+        // argmax gives to the earlier class.
+        assert!(
+            found.offsets[0] >= 0.5 && found.offsets[0] < 1.5,
+            "{found:?}"
+        );
+        assert!(
+            found.offsets[1] >= 0.5 && found.offsets[1] < 1.5,
+            "{found:?}"
+        );
+        assert_eq!(found.offsets[2], 0.0);
+        // Logits that are already right are left alone.
+        let right: Vec<[f32; 3]> = gold
+            .iter()
+            .map(|&g| {
+                let mut l = [0.0f32; 3];
+                l[g] = 1.0;
+                l
+            })
+            .collect();
+        assert_eq!(calibrate(&right, &gold).offsets, [0.0; 3]);
+    }
 }

@@ -339,6 +339,47 @@ fn finetune_is_repeatable_and_resumes_exactly() {
         serde_json::from_slice(&std::fs::read(dir.path().join("d/card.json")).unwrap()).unwrap();
     assert_eq!(card["initialised_from"]["name"], "a");
     assert_eq!(card["initialised_from"]["card"]["lora"]["rank"], 2);
+    // --init with no steps and --calibrate: a's weights, with only the head's bias shifted by
+    // the offsets the card reports.
+    let calibrated = finetune(
+        dir.path(),
+        &data,
+        "g",
+        &["--init", "a", "--max-steps", "0", "--calibrate"],
+    );
+    assert!(
+        calibrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&calibrated.stderr)
+    );
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("g/card.json")).unwrap()).unwrap();
+    let offsets = &card["calibration"]["offsets"];
+    let (a, g) = (tensors("a"), tensors("g"));
+    for (name, tensor) in &a {
+        let (x, y) = (
+            tensor.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            g[name].flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        if name == "classifier.bias" {
+            for (k, class) in ["favor", "against", "none"].iter().enumerate() {
+                let offset = offsets[class].as_f64().unwrap() as f32;
+                assert!(
+                    (y[k] - x[k] - offset).abs() < 1e-6,
+                    "{class}: {} vs {offset}",
+                    y[k] - x[k]
+                );
+            }
+        } else {
+            assert_eq!(x, y, "{name} changed");
+        }
+    }
+    assert!(
+        card["calibration"]["macro_f1_after"].as_f64().unwrap()
+            >= card["calibration"]["macro_f1_before"].as_f64().unwrap()
+    );
+    assert_eq!(card["training"]["steps"], 0);
+
     // Another LoRA shape is refused, naming the flags.
     let other = finetune(dir.path(), &data, "f", &["--init", "a", "--alpha", "3"]);
     assert_eq!(other.status.code(), Some(2));
