@@ -27,7 +27,7 @@ for f in semeval2016-train.jsonl semeval2016-val.jsonl vast-dev.jsonl agnews-tes
 done
 
 cargo build --release --quiet
-stancer=target/release/stancer
+stancer=${CARGO_TARGET_DIR:-target}/release/stancer
 slug=$(basename "$model" .toml)
 out=target/benchmarks/$slug
 mkdir -p "$out"

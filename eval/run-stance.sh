@@ -6,19 +6,23 @@
 # supervised path: a cross-encoder fine-tuned on SemEval-2016 train alone, on SemEval-2016 val.
 # Writes the tables to eval/RESULTS-stance.md.
 #
-#   eval/run-stance.sh [--data DIR] [--heldout DIR] [--semeval-model DIR] [--heads LIST] [--sets LIST]
+#   eval/run-stance.sh [--data DIR] [--heldout DIR] [--semeval-model DIR] [--semeval-init-model DIR]
+#                      [--heads LIST] [--sets LIST]
 #
 # --heads takes a comma-separated subset of prototype,logistic,cross-encoder (default: all three);
 # --sets a subset of vast-dev,semeval-val,fixtures,heldout (default: all).
 #
 # HELDOUT is the folder of the shipped model's finetune run (it holds heldout-test.jsonl); rows of
 # each training file are scored separately. SEMEVAL_MODEL is a finetune output trained on
-# semeval2016-train.jsonl alone (see the command in eval/RESULTS-stance.md). Either may be left out.
+# semeval2016-train.jsonl alone (see the command in eval/RESULTS-stance.md); SEMEVAL_INIT_MODEL the
+# same, started from minilm-l6-stance (--init). Any of them may be left out. The previous shipped
+# model's reports, NAME-cross-encoder-v1.json, are kept beside the new ones and shown as their own rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=../shared/data
 heldout=
 semeval=
+semeval_init=
 heads=prototype,logistic,cross-encoder
 only=vast-dev,semeval-val,fixtures,heldout
 while [ $# -gt 0 ]; do
@@ -26,13 +30,14 @@ while [ $# -gt 0 ]; do
     --data) data=$2; shift 2 ;;
     --heldout) heldout=$2; shift 2 ;;
     --semeval-model) semeval=$2; shift 2 ;;
+    --semeval-init-model) semeval_init=$2; shift 2 ;;
     --heads) heads=$2; shift 2 ;;
     --sets) only=$2; shift 2 ;;
-    *) echo "usage: $0 [--data DIR] [--heldout DIR] [--semeval-model DIR] [--heads LIST] [--sets LIST]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--data DIR] [--heldout DIR] [--semeval-model DIR] [--semeval-init-model DIR] [--heads LIST] [--sets LIST]" >&2; exit 2 ;;
   esac
 done
 cargo build --release --quiet
-stancer=target/release/stancer
+stancer=${CARGO_TARGET_DIR:-target}/release/stancer
 out=target/benchmarks/stance
 mkdir -p "$out"
 touch "$out/commands.tsv"
@@ -78,6 +83,9 @@ for entry in "${sets[@]}"; do
 done
 if [ -n "$semeval" ]; then
   run semeval-val-finetuned-semeval eval "$data/semeval2016-val.jsonl" --stance "$semeval"
+fi
+if [ -n "$semeval_init" ]; then
+  run semeval-val-finetuned-semeval-init eval "$data/semeval2016-val.jsonl" --stance "$semeval_init"
 fi
 python3 eval/stance_results.py "$out" > eval/RESULTS-stance.md.tmp
 mv eval/RESULTS-stance.md.tmp eval/RESULTS-stance.md

@@ -18,7 +18,9 @@ NAMES = {
     "heldout-semeval2016-train": "SemEval-2016 train, held-out test part",
     "heldout-snli-dev": "SNLI (e-SNLI dev), held-out test part",
 }
-HEADS = [("prototype", "prototype zero-shot"), ("logistic", "logistic pair head (VAST train)"), ("cross-encoder", "minilm-l6-stance cross-encoder")]
+HEADS = [("prototype", "prototype zero-shot"), ("logistic", "logistic pair head (VAST train)"),
+         ("cross-encoder-v1", "minilm-l6-stance, stage 1 only (shipped 2026-12-01)"),
+         ("cross-encoder", "minilm-l6-stance cross-encoder")]
 
 
 def pct(value, ci):
@@ -55,17 +57,21 @@ for name in order:
         path = out / f"{name}-{key}.json"
         if path.exists():
             print(row(name, label, path))
-semeval = out / "semeval-val-finetuned-semeval.json"
-if semeval.exists():
+SUPERVISED = [("semeval-val-finetuned-semeval", "fine-tuned on SemEval-2016 train from the base model"),
+              ("semeval-val-finetuned-semeval-init", "fine-tuned on SemEval-2016 train from minilm-l6-stance (--init)")]
+present = [(key, label) for key, label in SUPERVISED if (out / f"{key}.json").exists()]
+if present:
     print("\n## The supervised path: fine-tuned on SemEval-2016 train alone\n")
     print("| data | stance model | pairs | macro-F1 | F_avg | accuracy | pairs/s |")
     print("|---|---|---:|---|---|---|---:|")
-    print(row("semeval-val", "cross-encoder fine-tuned on SemEval-2016 train", semeval))
+    for key, label in present:
+        print(row("semeval-val", label, out / f"{key}.json"))
     print("\nFor comparison, the logistic head trained on the same split scores 70.1 F_avg there (eval/RESULTS.md).")
-    card = json.load(open(pathlib.Path(commands["semeval-val-finetuned-semeval"].split("--stance ")[1].split()[0]) / "card.json"))
-    print(f"\nThat model: `{card['command'].split(' ', 1)[1]}`; {card['training']['steps']} steps in "
-          f"{card['training']['seconds'] / 60:.0f} minutes ({card['speed']['pairs_per_second']:.1f} pairs/s), "
-          f"best validation macro-F1 {card['validation']['best_macro_f1']:.3f} at step {card['validation']['best_step']}.")
+    for key, label in present:
+        card = json.load(open(pathlib.Path(commands[key].split("--stance ")[1].split()[0]) / "card.json"))
+        print(f"\n{label[0].upper() + label[1:]}: `{card['command'].split(' ', 1)[1]}`; {card['training']['steps']} steps in "
+              f"{card['training']['seconds'] / 60:.0f} minutes ({card['speed']['pairs_per_second']:.1f} pairs/s), "
+              f"best validation macro-F1 {card['validation']['best_macro_f1']:.3f} at step {card['validation']['best_step']}.")
 print("\n## Commands\n")
 print("```")
 for name, command in commands.items():
