@@ -41,16 +41,18 @@ print("# Stance models\n")
 print(f"Measured {date.today()} with `eval/run-stance.sh` (commit {commit}) on x86_64 with 2 cores. Scores are")
 print("percentages with 95% bootstrap intervals (1,000 resamples over paragraphs, seed 2016); pairs/s is the")
 print("whole `eval` run (model load included) divided by its pairs, on whatever else the machine was doing.\n")
-print("None of these rows was seen in training by any of the three: the cross-encoder's training files are")
+print("None of these rows was seen in training by any of the models: the cross-encoder's training files are")
 print("listed in `models/minilm-l6-stance/card.json`, and its held-out parts are split from them by the hash of")
-print("the normalised text, so no text of a held-out row is in its training part. The logistic pair head")
+print("the normalised text, so no text of a held-out row is in its training part (its stages use the same")
+print("split, so this holds for the stage-1 model too). \"Stage 1 only\" is the model shipped on 2026-12-01,")
+print("which the shipped model continues (`scripts/train-stance-model.sh`). The logistic pair head")
 print("(`--heads logistic`) is `stancer train` on all of VAST train (13,477 rows) on the frozen encoder's")
 print("vectors; where its rows are missing, it was not run.\n")
 print("| data | stance model | pairs | macro-F1 | F_avg | accuracy | pairs/s |")
 print("|---|---|---:|---|---|---|---:|")
 names = []
-for path in sorted(out.glob("*-cross-encoder.json")):
-    names.append(path.name[: -len("-cross-encoder.json")])
+for path in sorted(out.glob("*-prototype.json")):
+    names.append(path.name[: -len("-prototype.json")])
 order = [n for n in NAMES if n in names] + [n for n in names if n not in NAMES]
 for name in order:
     for key, label in HEADS:
