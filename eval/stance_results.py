@@ -47,7 +47,8 @@ print("the normalised text, so no text of a held-out row is in its training part
 print("split, so this holds for the stage-1 model too). \"Stage 1 only\" is the model shipped on 2026-12-01,")
 print("which the shipped model continues (`scripts/train-stance-model.sh`). The logistic pair head")
 print("(`--heads logistic`) is `stancer train` on all of VAST train (13,477 rows) on the frozen encoder's")
-print("vectors; where its rows are missing, it was not run.\n")
+print("vectors; where its rows are missing, it was not run. Because it saw all of VAST train, its row for")
+print("VAST train's held-out part is left out (it would score rows it was trained on).\n")
 print("| data | stance model | pairs | macro-F1 | F_avg | accuracy | pairs/s |")
 print("|---|---|---:|---|---|---|---:|")
 names = []
@@ -57,6 +58,9 @@ order = [n for n in NAMES if n in names] + [n for n in names if n not in NAMES]
 for name in order:
     for key, label in HEADS:
         path = out / f"{name}-{key}.json"
+        # The logistic head is trained on all of VAST train, its held-out part included.
+        if key == "logistic" and name == "heldout-vast-train":
+            continue
         if path.exists():
             print(row(name, label, path))
 SUPERVISED = [("semeval-val-finetuned-semeval", "fine-tuned on SemEval-2016 train from the base model"),
