@@ -233,7 +233,7 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
         init: match &args.init {
             None => None,
             Some(name) => {
-                let spec = stancer::encode::model::adapter::StanceSpec::parse(name)?;
+                let spec = stancer::encode::model::adapter::StanceSpec::parse_flag("--init", name)?;
                 let adapter = spec.load()?.ok_or_else(|| {
                     anyhow::anyhow!(
                         "--init prototype: pass a stance model name or an adapter folder"

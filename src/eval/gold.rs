@@ -51,7 +51,10 @@ pub fn read_all(files: &[std::path::PathBuf], schema: &Schema) -> Result<Vec<Gol
     if rows.is_empty() {
         let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
         return Err(Error::Usage {
-            message: format!("no gold rows in {}", names.join(", ")),
+            message: format!(
+                "no gold rows in {} (empty or blank); pass JSON Lines of {{\"text\", \"target\", \"stance\"}} or schema-form rows",
+                names.join(", ")
+            ),
         });
     }
     Ok(rows)
@@ -60,18 +63,13 @@ pub fn read_all(files: &[std::path::PathBuf], schema: &Schema) -> Result<Vec<Gol
 pub fn parse(text: &str, path: &Path, schema: &Schema) -> Result<Vec<GoldRow>> {
     let themes = schema.theme_ids();
     let mut rows = Vec::new();
-    for (number, line) in text.lines().enumerate() {
-        let line = line.trim_start_matches('\u{feff}').trim();
-        if line.is_empty() {
-            continue;
-        }
+    for row in crate::text::input::json_lines(&text, path) {
+        let (number, value) = row?;
         let fail = |message: String| Error::Jsonl {
             path: path.to_path_buf(),
-            line: number + 1,
+            line: number,
             message,
         };
-        let value: Value =
-            serde_json::from_str(line).map_err(|e| fail(format!("not valid JSON ({e})")))?;
         let object = value
             .as_object()
             .ok_or_else(|| fail("expected a JSON object".into()))?;
@@ -83,7 +81,7 @@ pub fn parse(text: &str, path: &Path, schema: &Schema) -> Result<Vec<GoldRow>> {
         let id = match object.get("id") {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
-            _ => format!("{}#{}", path.display(), number + 1),
+            _ => format!("{}#{}", path.display(), number),
         };
         let check_theme = |label: &str| -> Result<String> {
             if themes.iter().any(|t| t == label) {

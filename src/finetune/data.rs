@@ -39,18 +39,13 @@ pub fn read_pairs(path: &Path, source: usize) -> Result<(DataFile, Vec<PairRow>)
         crate::text::input::read_text(&crate::text::input::Source::File(path.to_path_buf()))?;
     let mut rows = Vec::new();
     let mut classes = [0usize; 3];
-    for (number, line) in text.lines().enumerate() {
-        let line = line.trim_start_matches('\u{feff}').trim();
-        if line.is_empty() {
-            continue;
-        }
+    for row in crate::text::input::json_lines(&text, path) {
+        let (number, value) = row?;
         let fail = |message: String| Error::Jsonl {
             path: path.to_path_buf(),
-            line: number + 1,
+            line: number,
             message,
         };
-        let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| fail(format!("not a JSON object ({e})")))?;
         let field = |name: &str| value.get(name).and_then(|v| v.as_str());
         let text = field("text")
             .filter(|t| !t.trim().is_empty())
@@ -71,7 +66,7 @@ pub fn read_pairs(path: &Path, source: usize) -> Result<(DataFile, Vec<PairRow>)
         let id = match value.get("id") {
             Some(serde_json::Value::String(id)) => id.clone(),
             Some(serde_json::Value::Number(id)) => id.to_string(),
-            _ => format!("{}#{}", path.display(), number + 1),
+            _ => format!("{}#{}", path.display(), number),
         };
         rows.push(PairRow {
             id,

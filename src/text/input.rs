@@ -165,6 +165,29 @@ pub fn jsonl_paragraphs(source: &Source, text: &str) -> Result<Vec<Paragraph>> {
     Ok(paragraphs)
 }
 
+/// The rows of a JSON Lines text, each with its 1-based line number: blank lines skipped, a
+/// leading byte-order mark ignored, a line that is not JSON an error naming `path` and the line.
+pub fn json_lines<'a>(
+    text: &'a str,
+    path: &'a Path,
+) -> impl Iterator<Item = Result<(usize, serde_json::Value)>> + 'a {
+    text.lines().enumerate().filter_map(move |(index, line)| {
+        let line = line.trim_start_matches('\u{feff}').trim();
+        if line.is_empty() {
+            return None;
+        }
+        Some(
+            serde_json::from_str(line)
+                .map(|value| (index + 1, value))
+                .map_err(|e| Error::Jsonl {
+                    path: path.to_path_buf(),
+                    line: index + 1,
+                    message: format!("not valid JSON ({e})"),
+                }),
+        )
+    })
+}
+
 /// Paragraphs of a source, one at a time: JSON Lines files are read line by line, so memory
 /// stays flat however long they are; text documents and standard input are read whole.
 pub fn stream(source: &Source) -> Result<Box<dyn Iterator<Item = Result<Paragraph>>>> {

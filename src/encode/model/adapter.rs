@@ -115,6 +115,11 @@ pub const DEFAULT_STANCE: &str = builtin_stance::DEFAULT;
 impl StanceSpec {
     /// Interprets a `--stance` argument.
     pub fn parse(argument: &str) -> Result<Self> {
+        Self::parse_flag("--stance", argument)
+    }
+
+    /// Interprets the argument of `flag` (`--stance`, `--init`), naming that flag in errors.
+    pub fn parse_flag(flag: &str, argument: &str) -> Result<Self> {
         if argument == "prototype" {
             return Ok(StanceSpec::Prototype);
         }
@@ -128,7 +133,7 @@ impl StanceSpec {
         let known: Vec<&str> = BUILTIN_STANCE.iter().map(|b| b.name).collect();
         Err(Error::Usage {
             message: format!(
-                "--stance {argument}: not a stance model name ({}), an adapter folder from \
+                "{flag} {argument}: not a stance model name ({}), an adapter folder from \
                  `stancer finetune`, or `prototype`",
                 if known.is_empty() {
                     "none built in".to_string()
