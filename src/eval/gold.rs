@@ -63,7 +63,7 @@ pub fn read_all(files: &[std::path::PathBuf], schema: &Schema) -> Result<Vec<Gol
 pub fn parse(text: &str, path: &Path, schema: &Schema) -> Result<Vec<GoldRow>> {
     let themes = schema.theme_ids();
     let mut rows = Vec::new();
-    for row in crate::text::input::json_lines(&text, path) {
+    for row in crate::text::input::json_lines(text, path) {
         let (number, value) = row?;
         let fail = |message: String| Error::Jsonl {
             path: path.to_path_buf(),
