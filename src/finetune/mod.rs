@@ -8,6 +8,7 @@
 //! a model card that says what it was trained on and how.
 
 pub mod data;
+pub mod engine;
 pub mod model;
 pub mod ops;
 pub mod optim;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::encode::model::adapter::{
     AdapterCard, BaseModel, LoraSettings, CARD_FILE, WEIGHTS_FILE,
 };
+use crate::encode::model::packed::kernels;
 use crate::encode::model::{Batch, ModelFiles};
 use crate::encode::tokenize::TextTokenizer;
 use crate::error::{Error, Result};
@@ -430,7 +432,7 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
         let step_started = Instant::now();
         let mut step_pairs = 0;
         let mut step_loss = 0.0;
-        let mut grads_sum: Option<candle_core::backprop::GradStore> = None;
+        let mut grads_sum: Option<engine::Gradients> = None;
         let mut ids_log: Vec<String> = Vec::new();
         for micro in 0..hyper.accumulate {
             let global = state.step * hyper.accumulate + micro;
@@ -452,21 +454,16 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
             let refs: Vec<&crate::encode::tokenize::Sequence> = sequences.iter().collect();
             let batch = Batch::from_sequences(&refs);
             let labels: Vec<u32> = examples.iter().map(|e| e.stance.index() as u32).collect();
-            let labels = Tensor::new(labels.as_slice(), &device).map_err(Error::encoder)?;
-            let logits = model.forward(&batch).map_err(Error::encoder)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &labels).map_err(Error::encoder)?;
-            step_loss += f64::from(loss.to_scalar::<f32>().map_err(Error::encoder)?);
-            let grads = loss.backward().map_err(Error::encoder)?;
+            let (loss, grads) = model.step(&batch, &labels).map_err(Error::encoder)?;
+            step_loss += f64::from(loss);
             grads_sum = Some(match grads_sum {
                 None => grads,
                 Some(mut sum) => {
-                    for (_, var) in model.vars() {
-                        if let Some(g) = grads.get(var.as_tensor()) {
-                            let total = match sum.get(var.as_tensor()) {
-                                Some(s) => (s + g).map_err(Error::encoder)?,
-                                None => g.clone(),
-                            };
-                            sum.insert(var.as_tensor(), total);
+                    for (total, g) in sum.0.iter_mut().zip(grads.0) {
+                        match (total.as_mut(), g) {
+                            (Some(total), Some(g)) => kernels::add(total, &g),
+                            (None, g) => *total = g,
+                            (Some(_), None) => {}
                         }
                     }
                     sum
@@ -479,6 +476,16 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
         }
         let rate = optim::learning_rate(state.step, total_steps, warmup, hyper.learning_rate);
         let grads = grads_sum.expect("this is a bug: a step without batches");
+        let grads: Vec<Option<Tensor>> = grads
+            .0
+            .into_iter()
+            .zip(model.vars())
+            .map(|(g, (_, var))| {
+                g.map(|g| Tensor::from_vec(g, var.shape(), &device))
+                    .transpose()
+            })
+            .collect::<candle_core::Result<_>>()
+            .map_err(Error::encoder)?;
         adam.step(&grads, rate, 1.0 / hyper.accumulate as f64)
             .map_err(Error::encoder)?;
         state.step += 1;

@@ -1,10 +1,12 @@
-//! The training forward: a BERT cross-encoder in candle's autograd, the base weights frozen,
-//! low-rank (LoRA) updates on the chosen linear layers and a linear head over the mean-pooled
-//! tokens trainable. The same module tree and tensor names as the checkpoint, so what it learns
-//! merges straight into the base model's matrices (see `model::adapter`).
+//! The model being trained: a BERT cross-encoder, the base weights frozen, low-rank (LoRA)
+//! updates on the chosen linear layers and a linear head over the mean-pooled tokens trainable.
+//! The same module tree and tensor names as the checkpoint, so what it learns merges straight
+//! into the base model's matrices (see `model::adapter`).
 //!
-//! Only the trainable tensors are `Var`s, so candle's backward computes gradients for them and
-//! for the activations that lead to them, never for the frozen matrices.
+//! The trained tensors are candle `Var`s (the optimizer, checkpoints and adapters read and write
+//! them); the training step itself is hand-written (`finetune::engine`). The same forward in
+//! candle's autograd, `TrainModel::forward_autograd`, is kept as the reference the step's
+//! forward and gradients are tested against.
 //!
 //! This file holds only the model: no I/O, no tokenization, no printing.
 
@@ -39,10 +41,11 @@ pub struct Unfreeze {
     pub biases: bool,
 }
 
-/// A tensor that is either frozen (a constant) or trained (a `Var`, with its checkpoint name).
-enum Param {
+/// A tensor that is either frozen (a constant) or trained (a `Var`, at `index` in the model's
+/// list of trained tensors).
+pub(super) enum Param {
     Frozen(Tensor),
-    Trained(Var),
+    Trained { var: Var, index: usize },
 }
 
 impl Param {
@@ -55,7 +58,10 @@ impl Param {
         if trained {
             let var = Var::from_tensor(&tensor)?;
             vars.push((name, var.clone()));
-            Ok(Param::Trained(var))
+            Ok(Param::Trained {
+                var,
+                index: vars.len() - 1,
+            })
         } else {
             Ok(Param::Frozen(tensor))
         }
@@ -64,23 +70,32 @@ impl Param {
     fn tensor(&self) -> &Tensor {
         match self {
             Param::Frozen(t) => t,
-            Param::Trained(v) => v.as_tensor(),
+            Param::Trained { var, .. } => var.as_tensor(),
+        }
+    }
+
+    /// The index of a trained tensor in the model's list, or None for a frozen one.
+    pub(super) fn index(&self) -> Option<usize> {
+        match self {
+            Param::Frozen(_) => None,
+            Param::Trained { index, .. } => Some(*index),
         }
     }
 }
 
-struct LayerNorm {
-    weight: Param,
-    bias: Param,
+pub(super) struct LayerNorm {
+    pub(super) weight: Param,
+    pub(super) bias: Param,
     eps: f64,
-    /// The fused operation, when weight and bias are both frozen.
-    frozen: Option<Arc<ops::FrozenLayerNorm>>,
+    /// The base weight and bias and eps, as the hand-written step and the fused operation
+    /// read them (the operation only when weight and bias are both frozen).
+    pub(super) base: Arc<ops::FrozenLayerNorm>,
 }
 
 impl LayerNorm {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        if let Some(frozen) = &self.frozen {
-            return frozen.forward(xs);
+        if self.weight.index().is_none() && self.bias.index().is_none() {
+            return self.base.forward(xs);
         }
         // Written out in differentiable operations (candle's fused layer_norm has no backward).
         let mean = xs.mean_keepdim(D::Minus1)?;
@@ -94,27 +109,37 @@ impl LayerNorm {
 }
 
 /// A linear layer `x · W^T + b` with an optional low-rank update `scale · x · A^T · B^T`.
-struct Linear {
-    /// W transposed, (inputs, outputs), contiguous: the layout the product reads along rows.
+pub(super) struct Linear {
+    /// W transposed, (inputs, outputs), contiguous: the layout candle's product reads.
     weight_t: Tensor,
-    bias: Param,
-    lora: Option<(Var, Var)>,
-    scale: f64,
-    /// The fused operation, when the bias is frozen too.
-    frozen: Option<Arc<ops::FrozenLinear>>,
+    pub(super) bias: Param,
+    pub(super) lora: Option<Lora>,
+    pub(super) scale: f64,
+    /// W packed for both products, and the base bias (used as the fused operation only when
+    /// the bias is frozen).
+    pub(super) base: Arc<ops::FrozenLinear>,
+}
+
+/// A low-rank update's A (rank x inputs) and B (outputs x rank), with their indices in the
+/// model's list of trained tensors.
+pub(super) struct Lora {
+    pub(super) a: Var,
+    pub(super) b: Var,
+    pub(super) a_index: usize,
+    pub(super) b_index: usize,
 }
 
 impl Linear {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        let out = match &self.frozen {
-            Some(frozen) => frozen.forward(xs)?,
-            None => xs
+        let out = match self.bias.index() {
+            None => self.base.forward(xs)?,
+            Some(_) => xs
                 .matmul(&self.weight_t)?
                 .broadcast_add(self.bias.tensor())?,
         };
         match &self.lora {
             None => Ok(out),
-            Some((a, b)) => {
+            Some(Lora { a, b, .. }) => {
                 let update = xs
                     .matmul(&a.as_tensor().t()?)?
                     .matmul(&b.as_tensor().t()?)?;
@@ -124,15 +149,15 @@ impl Linear {
     }
 }
 
-struct Layer {
-    query: Linear,
-    key: Linear,
-    value: Linear,
-    attention_output: Linear,
-    attention_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
-    output_norm: LayerNorm,
+pub(super) struct Layer {
+    pub(super) query: Linear,
+    pub(super) key: Linear,
+    pub(super) value: Linear,
+    pub(super) attention_output: Linear,
+    pub(super) attention_norm: LayerNorm,
+    pub(super) intermediate: Linear,
+    pub(super) output: Linear,
+    pub(super) output_norm: LayerNorm,
 }
 
 /// The BERT cross-encoder being trained.
@@ -140,13 +165,16 @@ pub struct TrainModel {
     word: Tensor,
     position: Tensor,
     token_type: Tensor,
-    embedding_norm: LayerNorm,
-    layers: Vec<Layer>,
-    head_weight: Var,
-    head_bias: Var,
-    heads: usize,
-    head_size: usize,
-    activation: Activation,
+    pub(super) embedding_norm: LayerNorm,
+    pub(super) layers: Vec<Layer>,
+    pub(super) head_weight: Var,
+    pub(super) head_bias: Var,
+    pub(super) heads: usize,
+    pub(super) head_size: usize,
+    pub(super) activation: Activation,
+    /// The embedding tables as the hand-written step reads them: (vocabulary, hidden),
+    /// (positions, hidden), (types, hidden), row-major.
+    pub(super) tables: [Vec<f32>; 3],
     /// Every trained tensor with its name in the adapter file, in a fixed order.
     vars: Vec<(String, Var)>,
     device: Device,
@@ -191,17 +219,13 @@ impl TrainModel {
         let scale = lora.scale();
 
         let norm = |name: &str, vars: &mut Vec<(String, Var)>| -> candle_core::Result<LayerNorm> {
-            let frozen = if unfreeze.norms {
-                None
-            } else {
-                Some(ops::FrozenLayerNorm::new(
-                    &get(&format!("{name}.weight"))?,
-                    &get(&format!("{name}.bias"))?,
-                    config.layer_norm_eps,
-                )?)
-            };
+            let base = ops::FrozenLayerNorm::new(
+                &get(&format!("{name}.weight"))?,
+                &get(&format!("{name}.bias"))?,
+                config.layer_norm_eps,
+            )?;
             Ok(LayerNorm {
-                frozen,
+                base,
                 weight: Param::new(
                     get(&format!("{name}.weight"))?,
                     unfreeze.norms,
@@ -235,20 +259,18 @@ impl TrainModel {
                 let (a, b) = (Var::from_tensor(&a)?, Var::from_tensor(&b)?);
                 vars.push((format!("{name}.lora_a"), a.clone()));
                 vars.push((format!("{name}.lora_b"), b.clone()));
-                Some((a, b))
+                Some(Lora {
+                    a,
+                    b,
+                    a_index: vars.len() - 2,
+                    b_index: vars.len() - 1,
+                })
             } else {
                 None
             };
-            let frozen = if unfreeze.biases {
-                None
-            } else {
-                Some(ops::FrozenLinear::new(
-                    &weight,
-                    &get(&format!("{name}.bias"))?,
-                )?)
-            };
+            let base = ops::FrozenLinear::new(&weight, &get(&format!("{name}.bias"))?)?;
             Ok(Linear {
-                frozen,
+                base,
                 weight_t: weight.t()?.contiguous()?,
                 bias: Param::new(
                     get(&format!("{name}.bias"))?,
@@ -287,10 +309,17 @@ impl TrainModel {
         let head_bias = Var::from_tensor(&Tensor::zeros(classes, DType::F32, device)?)?;
         vars.push(("classifier.weight".into(), head_weight.clone()));
         vars.push(("classifier.bias".into(), head_bias.clone()));
+        let (word, position, token_type) = (
+            get("embeddings.word_embeddings.weight")?,
+            get("embeddings.position_embeddings.weight")?,
+            get("embeddings.token_type_embeddings.weight")?,
+        );
+        let table = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
         Ok(Self {
-            word: get("embeddings.word_embeddings.weight")?,
-            position: get("embeddings.position_embeddings.weight")?,
-            token_type: get("embeddings.token_type_embeddings.weight")?,
+            tables: [table(&word)?, table(&position)?, table(&token_type)?],
+            word,
+            position,
+            token_type,
             embedding_norm,
             layers,
             head_weight,
@@ -334,8 +363,10 @@ impl TrainModel {
         Ok(())
     }
 
-    /// Logits (rows, classes) for a packed batch, padded here to its longest sequence.
-    pub fn forward(&self, batch: &Batch) -> candle_core::Result<Tensor> {
+    /// Logits (rows, classes) for a packed batch through candle's autograd, padded to its
+    /// longest sequence: the reference that the hand-written step (`forward`, `step` in
+    /// `finetune::engine`) is tested against.
+    pub fn forward_autograd(&self, batch: &Batch) -> candle_core::Result<Tensor> {
         let padded = batch.padded();
         let (rows, length) = (padded.rows, padded.length);
         let mask: Vec<f32> = padded.mask.iter().map(|&m| m as f32).collect();

@@ -1,5 +1,6 @@
-//! Fused training operations with their own backward, where candle's generic ones cost too much
-//! on the CPU:
+//! Fused operations with their own backward for the autograd reference forward
+//! (`TrainModel::forward_autograd`), where candle's generic ones cost too much on the CPU, and
+//! the frozen matrices packed once that the hand-written step (`finetune::engine`) shares:
 //! - a frozen linear layer, whose backward computes the input's gradient only (candle's matmul
 //!   backward also computes the gradient of the frozen weight, a third of the layer's work, and
 //!   throws it away);
@@ -29,17 +30,17 @@ fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, name: &str) -> Result
 
 /// `x · W^T + b` with W and b frozen.
 pub struct FrozenLinear {
-    forward: Product,
+    pub(super) forward: Product,
     /// W itself, the matrix of the backward product `grad · W`.
-    backward: Product,
-    bias: Vec<f32>,
-    inputs: usize,
-    outputs: usize,
+    pub(super) backward: Product,
+    pub(super) bias: Vec<f32>,
+    pub(super) inputs: usize,
+    pub(super) outputs: usize,
 }
 
 /// A frozen `(inputs, outputs)` matrix for `out += x · M`: packed once for the AVX-512 kernel,
 /// or kept row-major for gemm where the CPU lacks it.
-enum Product {
+pub(super) enum Product {
     Packed(f32x16::Weights),
     Plain(Vec<f32>),
 }
@@ -56,44 +57,52 @@ impl Product {
     /// `out (rows x outputs) += x (rows x inputs) · M`, row blocks spread over the threads
     /// (no sum crosses threads, so the bits do not depend on the split).
     fn apply(&self, x: &[f32], out: &mut [f32], inputs: usize, outputs: usize) {
-        let rows = x.len() / inputs;
-        let block = rows
-            .div_ceil(rayon::current_num_threads().max(1) * 4)
-            .max(16);
+        let block = block_rows(x.len() / inputs);
         out.par_chunks_mut(block * outputs)
             .zip(x.par_chunks(block * inputs))
-            .for_each(|(out, x)| {
-                let m = x.len() / inputs;
-                match self {
-                    Product::Packed(weights) => weights.forward_add(x, m, out),
-                    // SAFETY: out is m x outputs, x is m x inputs and the matrix inputs x
-                    // outputs, all row-major and contiguous, as sized above.
-                    Product::Plain(matrix) => unsafe {
-                        gemm::gemm(
-                            m,
-                            outputs,
-                            inputs,
-                            out.as_mut_ptr(),
-                            1,
-                            outputs as isize,
-                            true,
-                            x.as_ptr(),
-                            1,
-                            inputs as isize,
-                            matrix.as_ptr(),
-                            1,
-                            outputs as isize,
-                            1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
-                    },
-                }
-            });
+            .for_each(|(out, x)| self.block(x, out, inputs, outputs));
     }
+
+    /// `out += x · M` for one block of rows, on the calling thread.
+    pub(super) fn block(&self, x: &[f32], out: &mut [f32], inputs: usize, outputs: usize) {
+        let m = x.len() / inputs;
+        debug_assert_eq!(out.len(), m * outputs);
+        match self {
+            Product::Packed(weights) => weights.forward_add(x, m, out),
+            // SAFETY: out is m x outputs, x is m x inputs and the matrix inputs x
+            // outputs, all row-major and contiguous, as checked above.
+            Product::Plain(matrix) => unsafe {
+                gemm::gemm(
+                    m,
+                    outputs,
+                    inputs,
+                    out.as_mut_ptr(),
+                    1,
+                    outputs as isize,
+                    true,
+                    x.as_ptr(),
+                    1,
+                    inputs as isize,
+                    matrix.as_ptr(),
+                    1,
+                    outputs as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            },
+        }
+    }
+}
+
+/// Rows per block when work on `rows` rows is split over the threads: about four blocks per
+/// thread, at least 16 rows each.
+pub(super) fn block_rows(rows: usize) -> usize {
+    rows.div_ceil(rayon::current_num_threads().max(1) * 4)
+        .max(16)
 }
 
 impl FrozenLinear {
@@ -237,9 +246,9 @@ impl CustomOp1 for Gelu {
 
 /// LayerNorm over the last dimension with a frozen weight and bias.
 pub struct FrozenLayerNorm {
-    weight: Vec<f32>,
-    bias: Vec<f32>,
-    eps: f32,
+    pub(super) weight: Vec<f32>,
+    pub(super) bias: Vec<f32>,
+    pub(super) eps: f32,
 }
 
 impl FrozenLayerNorm {
@@ -259,7 +268,7 @@ impl FrozenLayerNorm {
 struct LayerNormOp(Arc<FrozenLayerNorm>);
 
 /// Mean and 1/sqrt(variance + eps) of a row.
-fn moments(x: &[f32], eps: f32) -> (f32, f32) {
+pub(super) fn moments(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
     let mean = x.iter().sum::<f32>() / n;
     let variance = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;

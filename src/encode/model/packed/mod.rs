@@ -174,7 +174,7 @@ impl Linear {
 /// The pointers must cover the m x k, k x n and m x n matrices at their strides, and no other
 /// thread may touch `dst`'s block meanwhile.
 #[allow(clippy::too_many_arguments)]
-unsafe fn matmul(
+pub(crate) unsafe fn matmul(
     m: usize,
     n: usize,
     k: usize,
