@@ -102,7 +102,7 @@ LORA_TARGETS = ["attention.self.query", "attention.self.key", "attention.self.va
                 "attention.output.dense", "intermediate.dense", "output.dense"]
 WARMUP_FRACTION = 0.06  # stancer's default share of warm-up steps, when its card does not say
 LABELS = {
-    "stancer": "stancer finetune (LoRA r=8, candle CPU)",
+    "stancer": "stancer finetune (LoRA r=8, hand-written step, packed)",
     "lora": "PyTorch, LoRA r=8 (same recipe)",
     "full": "PyTorch, full fine-tune (every weight)",
 }
