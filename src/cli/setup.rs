@@ -40,6 +40,19 @@ pub struct StanceArgs {
     /// encoder's vectors. A trained stance head given with --head takes precedence.
     #[arg(long, value_name = "NAME|DIR|prototype", default_value = stancer::encode::model::adapter::DEFAULT_STANCE)]
     pub stance: String,
+    /// How themes are scored: `prototype` compares the paragraph's vector with each theme's
+    /// description and examples; `entailment` reads ("This text is about {theme}.", paragraph)
+    /// pairs with the stance model and takes the softmax of their favor logits across the
+    /// themes (one encoder pass per theme and paragraph). A trained theme head given with
+    /// --head takes precedence.
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = ThemeHeadKind::Prototype)]
+    pub theme_head: ThemeHeadKind,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThemeHeadKind {
+    Prototype,
+    Entailment,
 }
 
 /// The heads for a run: trained heads from `--head` folders where given, zero-shot otherwise;
@@ -69,8 +82,21 @@ pub fn load_heads(
         let head = stancer::label::head::cross_encoder::load(&adapter, &base, &options, &name)
             .with_context(|| format!("cannot load stance model '{name}'"))?
             .batch_tokens(model_args.batch_tokens);
-        heads.stance = Box::new(head);
+        let head = std::sync::Arc::new(head);
+        heads.stance = Box::new(head.clone());
         heads.kind = format!("zero-shot theme + {name} stance");
+        if stance.theme_head == ThemeHeadKind::Entailment && !schema.themes.is_empty() {
+            heads.theme = Some(Box::new(
+                stancer::label::head::entailment::EntailmentTheme::new(head, schema, &name)?,
+            ));
+            heads.kind = format!("{name} entailment theme + {name} stance");
+        }
+    } else if stance.theme_head == ThemeHeadKind::Entailment {
+        anyhow::bail!(stancer::Error::Usage {
+            message: "--theme-head entailment scores themes with the stance model; it needs a \
+                      stance model (--stance NAME or DIR), not --stance prototype"
+                .into()
+        });
     }
     if head_dirs.is_empty() {
         return Ok(heads);

@@ -165,8 +165,11 @@ impl<'a> Classifier<'a> {
             let asked: Vec<usize> = (0..requests.len()).filter(|&i| requests[i].theme).collect();
             if !asked.is_empty() {
                 let inputs: Vec<&[f32]> = asked.iter().map(|&i| vectors[i]).collect();
+                let asked_texts: Vec<&str> = asked.iter().map(|&i| texts[i]).collect();
                 let labels = head.labels().to_vec();
-                for (&i, probabilities) in asked.iter().zip(head.predict(&inputs)?) {
+                for (&i, probabilities) in
+                    asked.iter().zip(head.predict_texts(&inputs, &asked_texts)?)
+                {
                     themes[i] = Some(ThemeDecision::from_probabilities(&labels, &probabilities));
                 }
             }

@@ -679,3 +679,70 @@ fn a_built_in_stance_model_with_a_changed_byte_is_refused() {
         .iter()
         .all(|f| f["sha256"].as_str().unwrap().len() == 64));
 }
+
+#[test]
+fn entailment_themes_are_the_softmax_of_favor_logits_across_the_themes() {
+    use stancer::label::head::entailment::{hypothesis, EntailmentTheme};
+    use stancer::label::head::ThemeHead;
+    let dir = tempfile::tempdir().unwrap();
+    let rows = tiny_rows();
+    let borrowed: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+        .collect();
+    let data = write_pairs(dir.path(), "pairs.jsonl", &borrowed);
+    assert!(finetune(dir.path(), &data, "adapter", &[]).status.success());
+    let adapter = Adapter::load(&dir.path().join("adapter")).unwrap();
+    let model = std::sync::Arc::new(
+        stancer::label::head::cross_encoder::load(
+            &adapter,
+            &crate::common::tiny_resolved(),
+            &LoadOptions::default(),
+            "tiny-stance",
+        )
+        .unwrap(),
+    );
+    // Short theme ids: the tiny model's tokenizer is character-level and its window small.
+    let schema = stancer::label::schema::Schema::parse(
+        "[[themes]]\nid = \"war\"\ndescription = \"War.\"\n\n\
+         [[themes]]\nid = \"trade\"\ndescription = \"Trade.\"\n\n\
+         [[themes]]\nid = \"gas\"\ndescription = \"Gas.\"\n",
+        Path::new("test.toml"),
+    )
+    .unwrap();
+    let head = EntailmentTheme::new(model.clone(), &schema, "tiny-stance").unwrap();
+    let texts = [
+        "China and Russia signed a gas deal.",
+        "The ceasefire held for a week before shelling resumed near the border, and talks stalled.",
+    ];
+    let vectors: Vec<&[f32]> = vec![&[], &[]];
+    let predicted = head.predict_texts(&vectors, &texts).unwrap();
+    for (text, probabilities) in texts.iter().zip(&predicted) {
+        let hypotheses: Vec<String> = schema.themes.iter().map(|t| hypothesis(&t.id)).collect();
+        let pairs: Vec<(&str, &str)> = hypotheses.iter().map(|h| (h.as_str(), *text)).collect();
+        let favor: Vec<f32> = model
+            .pair_logits(&pairs)
+            .unwrap()
+            .iter()
+            .map(|l| l[0])
+            .collect();
+        let expected = stancer::label::head::softmax(&favor);
+        assert_eq!(probabilities.len(), schema.themes.len());
+        assert!(max_abs_difference(probabilities, &expected) < 1e-6);
+        // Not uniform: the pairs differ, so the logits do.
+        assert!(expected.iter().any(|p| (p - expected[0]).abs() > 1e-6));
+    }
+
+    // Without a stance model there is nothing to read the pairs with: one line, exit 2.
+    let text = dir.path().join("doc.txt");
+    std::fs::write(&text, "The war in Ukraine is a threat.\n").unwrap();
+    let output = stancer()
+        .args(["classify", text.to_str().unwrap(), "--model", tiny()])
+        .args(["--stance", "prototype", "--theme-head", "entailment", "-q"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--theme-head entailment"), "{stderr}");
+}

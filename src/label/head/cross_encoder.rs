@@ -75,6 +75,19 @@ impl CrossEncoderStance {
     /// [favor, against, none] probabilities of each (target, paragraph) pair, targets mixed,
     /// all pairs' windows batched together by tokens.
     pub fn score_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<[f32; 3]>> {
+        Ok(self
+            .pair_logits(pairs)?
+            .iter()
+            .map(|logits| {
+                let p = softmax(logits);
+                [p[0], p[1], p[2]]
+            })
+            .collect())
+    }
+
+    /// [favor, against, none] logits of each (target, paragraph) pair (windows combined as
+    /// the model declares), as [`CrossEncoderStance::score_pairs`] batches them.
+    pub fn pair_logits(&self, pairs: &[(&str, &str)]) -> Result<Vec<[f32; 3]>> {
         // Each distinct target is tokenized once, with all of its paragraphs.
         let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
         for (i, (target, _)) in pairs.iter().enumerate() {
@@ -97,10 +110,21 @@ impl CrossEncoderStance {
             .into_iter()
             .map(|t| t.expect("this is a bug: a pair was not tokenized"))
             .collect();
-        self.score_tokenized(&tokenized)
+        self.logits_tokenized(&tokenized)
     }
 
     fn score_tokenized(&self, tokenized: &[PairTokenized]) -> Result<Vec<[f32; 3]>> {
+        Ok(self
+            .logits_tokenized(tokenized)?
+            .iter()
+            .map(|logits| {
+                let p = softmax(logits);
+                [p[0], p[1], p[2]]
+            })
+            .collect())
+    }
+
+    fn logits_tokenized(&self, tokenized: &[PairTokenized]) -> Result<Vec<[f32; 3]>> {
         let mut sequences = Vec::new();
         for pair in tokenized {
             sequences.extend(pair.windows.iter());
@@ -129,11 +153,11 @@ impl CrossEncoderStance {
                         (row, w.len())
                     })
                     .collect();
-                let probabilities = softmax(&combine.combine(&windows));
+                let logits = combine.combine(&windows);
                 [
-                    probabilities[self.order[0]],
-                    probabilities[self.order[1]],
-                    probabilities[self.order[2]],
+                    logits[self.order[0]],
+                    logits[self.order[1]],
+                    logits[self.order[2]],
                 ]
             })
             .collect())
@@ -182,6 +206,38 @@ impl StanceHead for CrossEncoderStance {
             self.name,
             self.model.device_label()
         )
+    }
+}
+
+/// The same model shared by the stance head and an entailment theme head.
+impl StanceHead for std::sync::Arc<CrossEncoderStance> {
+    fn prepare(
+        &self,
+        embedder: &crate::encode::embed::Embedder,
+        target: &Target,
+    ) -> Result<PreparedTarget> {
+        (**self).prepare(embedder, target)
+    }
+
+    fn predict(&self, paragraphs: &[&[f32]], target: &PreparedTarget) -> Result<Vec<[f32; 3]>> {
+        (**self).predict(paragraphs, target)
+    }
+
+    fn predict_paragraphs(
+        &self,
+        vectors: &[&[f32]],
+        texts: &[&str],
+        target: &PreparedTarget,
+    ) -> Result<Vec<[f32; 3]>> {
+        (**self).predict_paragraphs(vectors, texts, target)
+    }
+
+    fn predict_pairs(&self, pairs: &[super::PairInput<'_>]) -> Result<Vec<[f32; 3]>> {
+        (**self).predict_pairs(pairs)
+    }
+
+    fn describe(&self) -> String {
+        (**self).describe()
     }
 }
 

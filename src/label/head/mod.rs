@@ -5,6 +5,7 @@
 //! the encoder and the schema; trained heads plug in through the same traits.
 
 pub mod cross_encoder;
+pub mod entailment;
 pub mod linear;
 pub mod trained;
 pub mod zero_shot;
@@ -20,6 +21,13 @@ pub trait ThemeHead: Send + Sync {
     fn labels(&self) -> &[String];
     /// One probability vector per paragraph vector.
     fn predict(&self, paragraphs: &[&[f32]]) -> Result<Vec<Vec<f32>>>;
+    /// One probability vector per paragraph, from what the head needs of it: its vector, or
+    /// its text for a head that reads (hypothesis, paragraph) pairs with a model of its own.
+    /// Heads on vectors alone keep this default.
+    fn predict_texts(&self, vectors: &[&[f32]], texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let _ = texts;
+        self.predict(vectors)
+    }
     /// A short description for reports ("zero-shot (temperature 0.031)").
     fn describe(&self) -> String;
 }
