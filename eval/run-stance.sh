@@ -7,22 +7,24 @@
 # Writes the tables to eval/RESULTS-stance.md.
 #
 #   eval/run-stance.sh [--data DIR] [--heldout DIR] [--semeval-model DIR] [--semeval-init-model DIR]
-#                      [--heads LIST] [--sets LIST]
+#                      [--semeval-nobal-model DIR] [--heads LIST] [--sets LIST]
 #
 # --heads takes a comma-separated subset of prototype,logistic,cross-encoder (default: all three);
-# --sets a subset of vast-dev,semeval-val,fixtures,heldout (default: all).
+# --sets a subset of vast-dev,semeval-val,fixtures,heldout,themes (default: all but themes).
 #
 # HELDOUT is the folder of the shipped model's finetune run (it holds heldout-test.jsonl); rows of
 # each training file are scored separately. SEMEVAL_MODEL is a finetune output trained on
 # semeval2016-train.jsonl alone (see the command in eval/RESULTS-stance.md); SEMEVAL_INIT_MODEL the
-# same, started from minilm-l6-stance (--init). Any of them may be left out. The previous shipped
-# model's reports, NAME-cross-encoder-v1.json, are kept beside the new ones and shown as their own rows.
+# same, started from minilm-l6-stance (--init); SEMEVAL_NOBAL_MODEL the same from the base with
+# --no-balance. Any of them may be left out. The previous shipped models' reports,
+# NAME-cross-encoder-v1.json and -v2.json, are kept beside the new ones and shown as their own rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=../shared/data
 heldout=
 semeval=
 semeval_init=
+semeval_nobal=
 heads=prototype,logistic,cross-encoder
 only=vast-dev,semeval-val,fixtures,heldout
 while [ $# -gt 0 ]; do
@@ -31,9 +33,10 @@ while [ $# -gt 0 ]; do
     --heldout) heldout=$2; shift 2 ;;
     --semeval-model) semeval=$2; shift 2 ;;
     --semeval-init-model) semeval_init=$2; shift 2 ;;
+    --semeval-nobal-model) semeval_nobal=$2; shift 2 ;;
     --heads) heads=$2; shift 2 ;;
     --sets) only=$2; shift 2 ;;
-    *) echo "usage: $0 [--data DIR] [--heldout DIR] [--semeval-model DIR] [--semeval-init-model DIR] [--heads LIST] [--sets LIST]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--data DIR] [--heldout DIR] [--semeval-model DIR] [--semeval-init-model DIR] [--semeval-nobal-model DIR] [--heads LIST] [--sets LIST]" >&2; exit 2 ;;
   esac
 done
 cargo build --release --quiet
@@ -84,8 +87,24 @@ done
 if [ -n "$semeval" ]; then
   run semeval-val-finetuned-semeval eval "$data/semeval2016-val.jsonl" --stance "$semeval"
 fi
+if [ -n "$semeval_nobal" ]; then
+  run semeval-val-finetuned-semeval-nobal eval "$data/semeval2016-val.jsonl" --stance "$semeval_nobal"
+fi
 if [ -n "$semeval_init" ]; then
   run semeval-val-finetuned-semeval-init eval "$data/semeval2016-val.jsonl" --stance "$semeval_init"
+fi
+# Themes by entailment (--sets themes): the fixtures and 2,000 evenly spaced AG News test rows.
+if wanted "$only" themes; then
+  python3 - "$data/agnews-test.jsonl" "$out/agnews-2000.jsonl" <<'PY'
+import sys
+rows = open(sys.argv[1]).readlines()
+open(sys.argv[2], "w").writelines(rows[i * len(rows) // 2000] for i in range(2000))
+PY
+  for head in prototype entailment; do
+    # shellcheck disable=SC2086
+    run "fixtures-theme-$head" eval eval/fixtures/*.jsonl --theme-head "$head"
+    run "agnews-2000-theme-$head" eval "$out/agnews-2000.jsonl" --schema eval/schemas/agnews.toml --theme-head "$head"
+  done
 fi
 python3 eval/stance_results.py "$out" > eval/RESULTS-stance.md.tmp
 mv eval/RESULTS-stance.md.tmp eval/RESULTS-stance.md
