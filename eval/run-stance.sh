@@ -7,7 +7,8 @@
 # Writes the tables to eval/RESULTS-stance.md.
 #
 #   eval/run-stance.sh [--data DIR] [--heldout DIR] [--semeval-model DIR] [--semeval-init-model DIR]
-#                      [--semeval-nobal-model DIR] [--heads LIST] [--sets LIST]
+#                      [--semeval-nobal-model DIR] [--semeval-init-nobal-model DIR]
+#                      [--theme-model DIR] [--heads LIST] [--sets LIST]
 #
 # --heads takes a comma-separated subset of prototype,logistic,cross-encoder (default: all three);
 # --sets a subset of vast-dev,semeval-val,fixtures,heldout,themes (default: all but themes).
@@ -16,7 +17,9 @@
 # each training file are scored separately. SEMEVAL_MODEL is a finetune output trained on
 # semeval2016-train.jsonl alone (see the command in eval/RESULTS-stance.md); SEMEVAL_INIT_MODEL the
 # same, started from minilm-l6-stance (--init); SEMEVAL_NOBAL_MODEL the same from the base with
-# --no-balance. Any of them may be left out. The previous shipped models' reports,
+# --no-balance, SEMEVAL_INIT_NOBAL_MODEL from minilm-l6-stance with --no-balance; THEME_MODEL a stance model trained with topic entailment pairs as well
+# (scripts/make-theme-pairs.py), whose themes by entailment are scored beside the shipped model's.
+# Any of them may be left out. The previous shipped models' reports,
 # NAME-cross-encoder-v1.json and -v2.json, are kept beside the new ones and shown as their own rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +28,8 @@ heldout=
 semeval=
 semeval_init=
 semeval_nobal=
+semeval_init_nobal=
+theme_model=
 heads=prototype,logistic,cross-encoder
 only=vast-dev,semeval-val,fixtures,heldout
 while [ $# -gt 0 ]; do
@@ -34,9 +39,11 @@ while [ $# -gt 0 ]; do
     --semeval-model) semeval=$2; shift 2 ;;
     --semeval-init-model) semeval_init=$2; shift 2 ;;
     --semeval-nobal-model) semeval_nobal=$2; shift 2 ;;
+    --semeval-init-nobal-model) semeval_init_nobal=$2; shift 2 ;;
+    --theme-model) theme_model=$2; shift 2 ;;
     --heads) heads=$2; shift 2 ;;
     --sets) only=$2; shift 2 ;;
-    *) echo "usage: $0 [--data DIR] [--heldout DIR] [--semeval-model DIR] [--semeval-init-model DIR] [--semeval-nobal-model DIR] [--heads LIST] [--sets LIST]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--data DIR] [--heldout DIR] [--semeval-model DIR] [--semeval-init-model DIR] [--semeval-nobal-model DIR] [--semeval-init-nobal-model DIR] [--theme-model DIR] [--heads LIST] [--sets LIST]" >&2; exit 2 ;;
   esac
 done
 cargo build --release --quiet
@@ -90,6 +97,9 @@ fi
 if [ -n "$semeval_nobal" ]; then
   run semeval-val-finetuned-semeval-nobal eval "$data/semeval2016-val.jsonl" --stance "$semeval_nobal"
 fi
+if [ -n "$semeval_init_nobal" ]; then
+  run semeval-val-finetuned-semeval-init-nobal eval "$data/semeval2016-val.jsonl" --stance "$semeval_init_nobal"
+fi
 if [ -n "$semeval_init" ]; then
   run semeval-val-finetuned-semeval-init eval "$data/semeval2016-val.jsonl" --stance "$semeval_init"
 fi
@@ -105,6 +115,11 @@ PY
     run "fixtures-theme-$head" eval eval/fixtures/*.jsonl --theme-head "$head"
     run "agnews-2000-theme-$head" eval "$out/agnews-2000.jsonl" --schema eval/schemas/agnews.toml --theme-head "$head"
   done
+  if [ -n "$theme_model" ]; then
+    # shellcheck disable=SC2086
+    run "fixtures-theme-entailment-trained" eval eval/fixtures/*.jsonl --theme-head entailment --stance "$theme_model"
+    run "agnews-2000-theme-entailment-trained" eval "$out/agnews-2000.jsonl" --schema eval/schemas/agnews.toml --theme-head entailment --stance "$theme_model"
+  fi
 fi
 python3 eval/stance_results.py "$out" > eval/RESULTS-stance.md.tmp
 mv eval/RESULTS-stance.md.tmp eval/RESULTS-stance.md
