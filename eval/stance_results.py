@@ -117,6 +117,11 @@ if theme_rows:
         a, b = (json.load(open(p))["stance"] for p in (shipped, variant))
         print(f"\nThe same runs' stance on the fixtures: macro-F1 {pct(a['macro_f1'], a['macro_f1_ci'])} with the shipped")
         print(f"model, {pct(b['macro_f1'], b['macro_f1_ci'])} with the variant. The prototype theme head stays the default.")
+    if "fixtures-theme-entailment-trained" in commands:
+        card = json.load(open(pathlib.Path(commands["fixtures-theme-entailment-trained"].split("--stance ")[1].split()[0]) / "card.json"))
+        print(f"\nThe variant: `{card['command'].split(' ', 1)[1]}` (`target/benchmarks/themes/topic-pairs.jsonl` from")
+        print(f"`scripts/make-theme-pairs.py`); {card['training']['steps']} steps in {card['training']['seconds'] / 60:.0f} minutes, "
+              f"best validation macro-F1 {card['validation']['best_macro_f1']:.3f}.")
 print("\n## Calibration, tried and not used\n")
 print("`stancer finetune <the four files> --init <stage 2> --max-steps 0 --calibrate --calibration-rows 2000`")
 print("(the shipped model's flags otherwise) chose bias offsets favor -0.2, against -0.2 on 2,000 validation")
