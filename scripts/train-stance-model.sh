@@ -18,7 +18,11 @@
 # (--calibrate was tried on stage 2's output: on 2,000 validation rows it moved macro-F1 from 0.635
 # to 0.636 with offsets of -0.2, within noise, so the shipped model is stage 2 as trained.)
 #
-#   scripts/train-stance-model.sh [--data DIR] [--out DIR] [--resume] [--no-ship]
+#   scripts/train-stance-model.sh [--data DIR] [--out DIR] [--resume] [--no-ship] [--research]
+#
+# --research also trains models/minilm-l6-stance-research/, the variant shipped beside the default
+# and never the default: stage 3 continued for 800 steps (--seed 4, one thread in the shipped run)
+# with the research-only sets COVID-19, P-Stance, WT-WT and ChatStance beside the same four files.
 #
 # A killed run continues with --resume (checkpoints every 50 steps in OUT/stage-N/checkpoint).
 # All stages split every file by the sha256 of the normalised text with the same fractions, so
@@ -30,13 +34,15 @@ data=../shared/data
 out=${STANCER_HOME:-$HOME/.cache/stancer}/train/minilm-l6-stance
 resume=()
 ship=1
+research=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --data) data=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --resume) resume=(--resume); shift ;;
     --no-ship) ship=0; shift ;;
-    *) echo "usage: $0 [--data DIR] [--out DIR] [--resume] [--no-ship]" >&2; exit 2 ;;
+    --research) research=1; shift ;;
+    *) echo "usage: $0 [--data DIR] [--out DIR] [--resume] [--no-ship] [--research]" >&2; exit 2 ;;
   esac
 done
 cargo build --release --quiet
@@ -70,5 +76,19 @@ if [ ! -f "$stage3/adapter.safetensors" ]; then
     --per-file-cap 0,3000,0,1500 --unrelated 0.05 --max-steps 1000 --lr 3e-4 --warmup 0.03 \
     --val-rows 400 --eval-every 250 --patience 0 --threads 2 --seed 1 $(again "$stage3")
 fi
+research_dir=$out/research
+if [ "$research" = 1 ] && [ ! -f "$research_dir/adapter.safetensors" ]; then
+  # shellcheck disable=SC2046
+  "$stancer" finetune "${files[@]}" "$data/train/covid19-train.jsonl" "$data/train/pstance-train.jsonl" \
+    "$data/train/wtwt-train.jsonl" "$data/train/chatstance-synthetic-train.jsonl" "${licences[@]}" \
+    --licence "COVID-19 stance (Glandt et al. 2021): research only" \
+    --licence "P-Stance (Li et al. 2021): research only" \
+    --licence "WT-WT (Conforti et al. 2020): research only" \
+    --licence "ChatStance synthetic: research only" \
+    --out "$research_dir" --init "$stage3" --per-file-cap 0,2000,0,1000,2000,3000,2000,2000 \
+    --unrelated 0.05 --max-steps 800 --lr 3e-4 --warmup 0.03 --val-rows 400 --eval-every 200 \
+    --patience 0 --threads 1 --seed 4 $(again "$research_dir")
+fi
 [ "$ship" = 1 ] || exit 0
 scripts/ship-stance-model.sh "$stage3"
+if [ "$research" = 1 ]; then scripts/ship-stance-model.sh "$research_dir" minilm-l6-stance-research; fi

@@ -746,3 +746,20 @@ fn entailment_themes_are_the_softmax_of_favor_logits_across_the_themes() {
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--theme-head entailment"), "{stderr}");
 }
+
+#[test]
+fn every_built_in_stance_model_loads_verified_on_its_base() {
+    let builtins = stancer::encode::model::adapter::BUILTIN_STANCE;
+    assert!(builtins
+        .iter()
+        .any(|b| b.name == stancer::encode::model::adapter::DEFAULT_STANCE));
+    for builtin in builtins {
+        let spec = stancer::encode::model::adapter::StanceSpec::parse(builtin.name).unwrap();
+        let adapter = spec
+            .load()
+            .unwrap_or_else(|e| panic!("{}: {e}", builtin.name))
+            .unwrap();
+        assert_eq!(adapter.card.base.name, "minilm-l6", "{}", builtin.name);
+        assert!(adapter.card.max_tokens > 0);
+    }
+}

@@ -4,21 +4,39 @@
 
 use super::BuiltinAdapter;
 
-pub const MODELS: &[BuiltinAdapter] = &[BuiltinAdapter {
-    name: "minilm-l6-stance",
-    manifest: include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/models/minilm-l6-stance.toml"
-    )),
-    weights: include_bytes!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/models/minilm-l6-stance/adapter.safetensors"
-    )),
-    card: include_bytes!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/models/minilm-l6-stance/card.json"
-    )),
-}];
+pub const MODELS: &[BuiltinAdapter] = &[
+    BuiltinAdapter {
+        name: "minilm-l6-stance",
+        manifest: include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/minilm-l6-stance.toml"
+        )),
+        weights: include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/minilm-l6-stance/adapter.safetensors"
+        )),
+        card: include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/minilm-l6-stance/card.json"
+        )),
+    },
+    // Research use only (trained with research-only sets as well): never the default.
+    BuiltinAdapter {
+        name: "minilm-l6-stance-research",
+        manifest: include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/minilm-l6-stance-research.toml"
+        )),
+        weights: include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/minilm-l6-stance-research/adapter.safetensors"
+        )),
+        card: include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/minilm-l6-stance-research/card.json"
+        )),
+    },
+];
 
 /// The stance model of `classify`, `eval` and `bench --classify` when `--stance` is not given.
 pub const DEFAULT: &str = "minilm-l6-stance";
