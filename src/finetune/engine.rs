@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use super::model::{Layer, LayerNorm, Linear, Lora, Param, TrainModel};
 use super::ops::{self, block_rows};
 use crate::encode::model::bert::Activation;
-use crate::encode::model::packed::{kernels, matmul};
+use crate::encode::model::packed::{kernels, matmul, Shared};
 use crate::encode::model::Batch;
 
 type Result<T> = candle_core::Result<T>;
@@ -30,21 +30,6 @@ type Result<T> = candle_core::Result<T>;
 /// A tensor's values, row-major.
 fn values(tensor: &candle_core::Tensor) -> Result<Vec<f32>> {
     tensor.flatten_all()?.to_vec1::<f32>()
-}
-
-/// A pointer shared by tasks that write disjoint blocks of one buffer.
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-// SAFETY: only used for disjoint writes, joined before the buffer is read again.
-unsafe impl Send for Shared {}
-// SAFETY: as for Send: tasks sharing it write disjoint regions and are joined before a read.
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    /// The pointer, through a method so closures capture the whole (Send) wrapper.
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// Gradients of the trained tensors, by their index in the model's list.
@@ -817,6 +802,9 @@ impl LayerStep<'_> {
 struct Forward {
     logits: Vec<f32>,
     pooled: Vec<f32>,
+    /// The attention tasks and the head's weight (classes x hidden), as the forward used them.
+    tasks: Vec<Task>,
+    head_weight: Vec<f32>,
     embedding_norm: NormSaved,
     layers: Vec<LayerSaved>,
 }
@@ -885,6 +873,8 @@ impl TrainModel {
         Ok(Forward {
             logits,
             pooled,
+            tasks: tasks.0,
+            head_weight: weight,
             embedding_norm,
             layers,
         })
@@ -938,7 +928,7 @@ impl TrainModel {
         loss /= rows as f32;
 
         let mut grads = Gradients(vec![None; self.vars().len()]);
-        let weight = values(self.head_weight.as_tensor())?;
+        let weight = &forward.head_weight;
         let mut dweight = vec![0f32; classes * hidden];
         for (d, pooled) in dlogits
             .chunks_exact(classes)
@@ -973,13 +963,19 @@ impl TrainModel {
                 token.copy_from_slice(&dpooled);
             }
         }
-        let (tasks, _) = tasks(&batch.offsets, shape.heads);
         let embedding_norm = NormStep::new(&self.embedding_norm)?;
         let norms_trained = embedding_norm.norm.weight.index().is_some()
             || embedding_norm.norm.bias.index().is_some();
         for (i, (step, saved)) in steps.iter().zip(&forward.layers).enumerate().rev() {
             let need_input = i > 0 || norms_trained;
-            dstates = step.backward(shape, &tasks, saved, &dstates, need_input, &mut grads);
+            dstates = step.backward(
+                shape,
+                &forward.tasks,
+                saved,
+                &dstates,
+                need_input,
+                &mut grads,
+            );
         }
         if norms_trained {
             embedding_norm.backward(&forward.embedding_norm, &dstates, &mut grads);

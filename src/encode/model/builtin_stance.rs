@@ -4,38 +4,37 @@
 
 use super::BuiltinAdapter;
 
+/// The built-in entry for `models/$name.toml` and `models/$name/`.
+macro_rules! builtin {
+    ($name:literal) => {
+        BuiltinAdapter {
+            name: $name,
+            manifest: include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/models/",
+                $name,
+                ".toml"
+            )),
+            weights: include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/models/",
+                $name,
+                "/adapter.safetensors"
+            )),
+            card: include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/models/",
+                $name,
+                "/card.json"
+            )),
+        }
+    };
+}
+
 pub const MODELS: &[BuiltinAdapter] = &[
-    BuiltinAdapter {
-        name: "minilm-l6-stance",
-        manifest: include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/models/minilm-l6-stance.toml"
-        )),
-        weights: include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/models/minilm-l6-stance/adapter.safetensors"
-        )),
-        card: include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/models/minilm-l6-stance/card.json"
-        )),
-    },
+    builtin!("minilm-l6-stance"),
     // Research use only (trained with research-only sets as well): never the default.
-    BuiltinAdapter {
-        name: "minilm-l6-stance-research",
-        manifest: include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/models/minilm-l6-stance-research.toml"
-        )),
-        weights: include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/models/minilm-l6-stance-research/adapter.safetensors"
-        )),
-        card: include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/models/minilm-l6-stance-research/card.json"
-        )),
-    },
+    builtin!("minilm-l6-stance-research"),
 ];
 
 /// The stance model of `classify`, `eval` and `bench --classify` when `--stance` is not given.

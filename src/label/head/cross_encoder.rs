@@ -75,14 +75,7 @@ impl CrossEncoderStance {
     /// [favor, against, none] probabilities of each (target, paragraph) pair, targets mixed,
     /// all pairs' windows batched together by tokens.
     pub fn score_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<[f32; 3]>> {
-        Ok(self
-            .pair_logits(pairs)?
-            .iter()
-            .map(|logits| {
-                let p = softmax(logits);
-                [p[0], p[1], p[2]]
-            })
-            .collect())
+        Ok(probabilities(&self.pair_logits(pairs)?))
     }
 
     /// [favor, against, none] logits of each (target, paragraph) pair (windows combined as
@@ -114,14 +107,7 @@ impl CrossEncoderStance {
     }
 
     fn score_tokenized(&self, tokenized: &[PairTokenized]) -> Result<Vec<[f32; 3]>> {
-        Ok(self
-            .logits_tokenized(tokenized)?
-            .iter()
-            .map(|logits| {
-                let p = softmax(logits);
-                [p[0], p[1], p[2]]
-            })
-            .collect())
+        Ok(probabilities(&self.logits_tokenized(tokenized)?))
     }
 
     fn logits_tokenized(&self, tokenized: &[PairTokenized]) -> Result<Vec<[f32; 3]>> {
@@ -162,6 +148,17 @@ impl CrossEncoderStance {
             })
             .collect())
     }
+}
+
+/// The softmax of each [favor, against, none] logit triple.
+fn probabilities(logits: &[[f32; 3]]) -> Vec<[f32; 3]> {
+    logits
+        .iter()
+        .map(|l| {
+            let p = softmax(l);
+            [p[0], p[1], p[2]]
+        })
+        .collect()
 }
 
 impl StanceHead for CrossEncoderStance {

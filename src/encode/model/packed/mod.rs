@@ -340,7 +340,7 @@ impl Layer {
 
 /// A raw pointer that rayon tasks may share; each task writes a region no other task touches.
 #[derive(Clone, Copy)]
-struct Shared(*mut f32);
+pub(crate) struct Shared(pub(crate) *mut f32);
 // SAFETY: only used for disjoint writes, joined before the buffer is read again.
 unsafe impl Send for Shared {}
 // SAFETY: as for Send: tasks sharing it write disjoint regions and are joined before a read.
@@ -348,7 +348,7 @@ unsafe impl Sync for Shared {}
 
 impl Shared {
     /// The pointer, through a method so closures capture the whole (Send) wrapper.
-    fn ptr(self) -> *mut f32 {
+    pub(crate) fn ptr(self) -> *mut f32 {
         self.0
     }
 }
