@@ -127,6 +127,18 @@ if theme_rows:
         print(f"\nThe variant: `{card['command'].split(' ', 1)[1]}` (`target/benchmarks/themes/topic-pairs.jsonl` from")
         print(f"`scripts/make-theme-pairs.py`); {card['training']['steps']} steps in {card['training']['seconds'] / 60:.0f} minutes, "
               f"best validation macro-F1 {card['validation']['best_macro_f1']:.3f}.")
+reference = out / "reference-classify.jsonl"
+if reference.exists():
+    gold = [json.loads(line) for line in open("eval/fixtures/000_434d5a632816f17f.jsonl")]
+    pred = [json.loads(line) for line in open(reference)]
+    pairs = [(v, p["stance"][t]["label"]) for g, p in zip(gold, pred) for t, v in g["stance"].items()]
+    count = lambda i, label: sum(1 for pair in pairs if pair[i] == label)
+    found = sum(1 for g, p in pairs if g != "none" and g == p)
+    print("\n## The reference document, as the default run labels it\n")
+    print(f"`stancer classify eval/fixtures/000_434d5a632816f17f.txt` (default models): {len(pairs)} (paragraph, target)")
+    print(f"pairs; predicted none/favor/against {count(1, 'none')}/{count(1, 'favor')}/{count(1, 'against')}, gold "
+          f"{count(0, 'none')}/{count(0, 'favor')}/{count(0, 'against')}; {sum(1 for g, p in pairs if g == p)} agree with gold, "
+          f"{found} of the {sum(1 for g, _ in pairs if g != 'none')} gold positions found.")
 print("\n## Calibration, tried and not used\n")
 print("`stancer finetune <the four files> --init <stage 2> --max-steps 0 --calibrate --calibration-rows 2000`")
 print("(the shipped model's flags otherwise) chose bias offsets favor -0.2, against -0.2 on 2,000 validation")
