@@ -15,6 +15,8 @@ mod encoder;
 mod eval;
 #[path = "integration/finetune.rs"]
 mod finetune;
+#[path = "integration/hub.rs"]
+mod hub;
 #[path = "integration/models.rs"]
 mod models;
 #[path = "integration/train.rs"]

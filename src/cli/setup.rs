@@ -37,26 +37,30 @@ pub fn load_embedder(args: &ModelArgs) -> anyhow::Result<(Embedder, ResolvedMode
 pub struct StanceArgs {
     /// The stance model: a stance model name (see `stancer models list`), an adapter folder
     /// written by `stancer finetune`, or `prototype` for the zero-shot prototype head on the
-    /// encoder's vectors. A trained stance head given with --head takes precedence.
-    #[arg(long, value_name = "NAME|DIR|prototype", default_value = stancer::encode::model::adapter::DEFAULT_STANCE)]
-    pub stance: String,
+    /// encoder's vectors [default: minilm-l6-stance; with an NLI model as --model, that model,
+    /// zero-shot]. A trained stance head given with --head takes precedence.
+    #[arg(long, value_name = "NAME|DIR|prototype")]
+    pub stance: Option<String>,
     /// How themes are scored: `prototype` compares the paragraph's vector with each theme's
     /// description and examples; `entailment` reads ("This text is about {theme}.", paragraph)
     /// pairs with the stance model and takes the softmax of their favor logits across the
-    /// themes (one encoder pass per theme and paragraph). A trained theme head given with
-    /// --head takes precedence.
-    #[arg(long, value_enum, value_name = "HOW", default_value_t = ThemeHeadKind::Prototype)]
-    pub theme_head: ThemeHeadKind,
+    /// themes (one encoder pass per theme and paragraph); `nli` is the zero-shot pipeline of an
+    /// NLI model given as --model (the schema's [nli] template). A trained theme head given
+    /// with --head takes precedence. [default: prototype; nli with an NLI model]
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub theme_head: Option<ThemeHeadKind>,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ThemeHeadKind {
     Prototype,
     Entailment,
+    Nli,
 }
 
 /// The heads for a run: trained heads from `--head` folders where given, zero-shot otherwise;
-/// the stance model of `--stance` unless a trained stance head replaces it.
+/// the stance model of `--stance` unless a trained stance head replaces it. An NLI model given
+/// as `--model` labels themes and stances itself.
 pub fn load_heads(
     embedder: &Embedder,
     model: &ResolvedModel,
@@ -65,8 +69,24 @@ pub fn load_heads(
     stance: &StanceArgs,
     model_args: &ModelArgs,
 ) -> anyhow::Result<stancer::label::head::Heads> {
-    let spec = stancer::encode::model::adapter::StanceSpec::parse(&stance.stance)?;
+    if !embedder.gives_vectors() {
+        return nli_heads(embedder, model, schema, head_dirs, stance, model_args);
+    }
+    if stance.theme_head == Some(ThemeHeadKind::Nli) {
+        anyhow::bail!(stancer::Error::Usage {
+            message: format!(
+                "--theme-head nli needs an NLI model as --model; '{}' is a sentence encoder",
+                model.name
+            )
+        });
+    }
+    let argument = stance
+        .stance
+        .as_deref()
+        .unwrap_or(stancer::encode::model::adapter::DEFAULT_STANCE);
+    let spec = stancer::encode::model::adapter::StanceSpec::parse(argument)?;
     let mut heads = stancer::label::head::Heads::zero_shot(embedder, schema)?;
+    let entailment = stance.theme_head == Some(ThemeHeadKind::Entailment);
     if let Some(adapter) = spec.load()? {
         let quiet = model_args.quiet;
         // The stance model runs where and as the encoder runs; on the encoder's own weights
@@ -85,13 +105,13 @@ pub fn load_heads(
         let head = std::sync::Arc::new(head);
         heads.stance = Box::new(head.clone());
         heads.kind = format!("zero-shot theme + {name} stance");
-        if stance.theme_head == ThemeHeadKind::Entailment && !schema.themes.is_empty() {
+        if entailment && !schema.themes.is_empty() {
             heads.theme = Some(Box::new(
                 stancer::label::head::entailment::EntailmentTheme::new(head, schema, &name)?,
             ));
             heads.kind = format!("{name} entailment theme + {name} stance");
         }
-    } else if stance.theme_head == ThemeHeadKind::Entailment {
+    } else if entailment {
         anyhow::bail!(stancer::Error::Usage {
             message: "--theme-head entailment scores themes with the stance model; it needs a \
                       stance model (--stance NAME or DIR), not --stance prototype"
@@ -107,6 +127,60 @@ pub fn load_heads(
         .map(|dir| TrainedHead::load(dir, &model.name, &checksum))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(heads.with_trained(trained))
+}
+
+/// The heads of an NLI model given as `--model`: its zero-shot theme and stance heads, which
+/// read texts; heads on sentence vectors cannot apply, since the model gives none.
+fn nli_heads(
+    embedder: &Embedder,
+    model: &ResolvedModel,
+    schema: &stancer::label::schema::Schema,
+    head_dirs: &[std::path::PathBuf],
+    stance: &StanceArgs,
+    model_args: &ModelArgs,
+) -> anyhow::Result<stancer::label::head::Heads> {
+    let usage = |message: String| anyhow::Error::from(stancer::Error::Usage { message });
+    if !head_dirs.is_empty() {
+        return Err(usage(format!(
+            "trained heads (--head) read sentence vectors, and '{}' is an NLI model that gives \
+             none; leave out --head, or pass a sentence encoder as --model",
+            model.name
+        )));
+    }
+    if let Some(argument) = stance.stance.as_deref().filter(|s| *s != "nli") {
+        return Err(usage(format!(
+            "with an NLI model as --model, its zero-shot stance is the stance model; leave out \
+             --stance {argument} (or pass --stance nli)"
+        )));
+    }
+    if let Some(kind) = stance.theme_head.filter(|k| *k != ThemeHeadKind::Nli) {
+        return Err(usage(format!(
+            "with an NLI model as --model, themes come from its zero-shot pipeline; leave out \
+             --theme-head {}",
+            match kind {
+                ThemeHeadKind::Prototype => "prototype",
+                ThemeHeadKind::Entailment => "entailment",
+                ThemeHeadKind::Nli => "nli",
+            }
+        )));
+    }
+    let nli = stancer::label::head::nli::load(model, embedder.model())?
+        .batch_tokens(model_args.batch_tokens);
+    let nli = std::sync::Arc::new(nli);
+    let theme: Option<Box<dyn stancer::label::head::ThemeHead>> = if schema.themes.is_empty() {
+        None
+    } else {
+        Some(Box::new(stancer::label::head::nli::NliTheme::new(
+            nli.clone(),
+            schema,
+        )?))
+    };
+    Ok(stancer::label::head::Heads {
+        theme,
+        stance: Box::new(stancer::label::head::nli::NliStance::new(nli, &schema.nli)),
+        kind: format!("{} NLI zero-shot", model.name),
+        seen_targets: None,
+    })
 }
 
 /// Device, dtype, engine and matrix precision for a model, from the flags and its manifest.

@@ -44,7 +44,7 @@ pub struct EmbedStats {
 /// A model ready to embed text: tokenizer, encoder and the settings that go with them.
 pub struct Embedder {
     tokenizer: TextTokenizer,
-    encoder: Box<dyn Encoder>,
+    encoder: std::sync::Arc<dyn Encoder>,
     normalize: bool,
     passage_prefix: String,
     query_prefix: String,
@@ -94,7 +94,7 @@ impl Embedder {
         let tokenizer = TextTokenizer::load(&model.files.tokenizer, model.max_tokens)?;
         Ok(Self {
             tokenizer,
-            encoder,
+            encoder: std::sync::Arc::from(encoder),
             normalize: model.normalize,
             passage_prefix: model.passage_prefix.clone(),
             query_prefix: model.query_prefix.clone(),
@@ -124,6 +124,17 @@ impl Embedder {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The model itself, for heads that run it on pairs (NLI models).
+    pub fn model(&self) -> std::sync::Arc<dyn Encoder> {
+        self.encoder.clone()
+    }
+
+    /// Whether the model gives sentence vectors. A bare sequence classifier (an NLI model)
+    /// does not: its paragraphs get an empty vector, and only heads that read texts apply.
+    pub fn gives_vectors(&self) -> bool {
+        self.encoder.offers().embed
     }
 
     pub fn dimension(&self) -> usize {
@@ -181,6 +192,17 @@ impl Embedder {
             prefixed.iter().map(String::as_str).collect()
         };
         let tokenized = self.tokenizer.tokenize(&texts)?;
+        if !self.gives_vectors() {
+            stats.paragraphs += texts.len();
+            return Ok(tokenized
+                .iter()
+                .map(|t| Embedding {
+                    vector: Vec::new(),
+                    tokens: t.tokens,
+                    windows: t.windows.len(),
+                })
+                .collect());
+        }
         // Every window of every paragraph, in order.
         let mut sequences: Vec<&[u32]> = Vec::new();
         for t in &tokenized {

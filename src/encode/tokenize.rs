@@ -137,22 +137,45 @@ impl TextTokenizer {
     /// Pairs one target (never cut) with each paragraph; a paragraph too long for one sequence is
     /// split into windows that overlap by a quarter, each paired with the whole target.
     pub fn tokenize_pairs(&self, target: &str, paragraphs: &[&str]) -> Result<Vec<PairTokenized>> {
+        self.pairs_with(target, paragraphs, PairOrder::FixedFirst)
+    }
+
+    /// Pairs each paragraph (the premise, first) with one hypothesis (second, never cut), as
+    /// NLI models read them; a long paragraph is split into windows as in
+    /// [`TextTokenizer::tokenize_pairs`], each followed by the whole hypothesis.
+    pub fn tokenize_premise_pairs(
+        &self,
+        hypothesis: &str,
+        paragraphs: &[&str],
+    ) -> Result<Vec<PairTokenized>> {
+        self.pairs_with(hypothesis, paragraphs, PairOrder::FixedSecond)
+    }
+
+    fn pairs_with(
+        &self,
+        fixed: &str,
+        paragraphs: &[&str],
+        order: PairOrder,
+    ) -> Result<Vec<PairTokenized>> {
         let template = self.pair_template()?;
-        let first = self
-            .content_ids(&[target])?
+        let whole = self
+            .content_ids(&[fixed])?
             .pop()
             .expect("this is a bug: one encoding per text");
-        let body = self.pair_body(template, &first, target)?;
+        let body = self.pair_body(template, &whole, fixed)?;
         Ok(self
             .content_ids(paragraphs)?
             .iter()
-            .map(|second| PairTokenized {
-                tokens: template.specials() + first.len() + second.len(),
-                windows: window_starts(second.len(), body)
+            .map(|paragraph| PairTokenized {
+                tokens: template.specials() + whole.len() + paragraph.len(),
+                windows: window_starts(paragraph.len(), body)
                     .into_iter()
                     .map(|start| {
-                        let end = (start + body).min(second.len());
-                        template.assemble(&first, &second[start..end])
+                        let window = &paragraph[start..(start + body).min(paragraph.len())];
+                        match order {
+                            PairOrder::FixedFirst => template.assemble(&whole, window),
+                            PairOrder::FixedSecond => template.assemble(window, &whole),
+                        }
                     })
                     .collect(),
             })
@@ -203,6 +226,15 @@ impl TextTokenizer {
     fn body(&self) -> usize {
         self.max_tokens - self.prefix.len() - self.suffix.len()
     }
+}
+
+/// Which text of a pair is the one that is never cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PairOrder {
+    /// (target, paragraph): stancer's stance models.
+    FixedFirst,
+    /// (paragraph, hypothesis): NLI models.
+    FixedSecond,
 }
 
 /// A complete sequence for the model: token ids and, for each, its segment (token type) id.

@@ -246,6 +246,7 @@ mod tests {
             origin: "test".into(),
             themes: Vec::new(),
             targets: Vec::new(),
+            nli: Default::default(),
         };
         let (folds, grouping) = assign_folds(&rows, &schema, 3, 7);
         assert_eq!(grouping, Grouping::ByTarget);

@@ -30,11 +30,57 @@ pub struct Schema {
     pub origin: String,
     pub themes: Vec<Theme>,
     pub targets: Vec<Target>,
+    /// How an NLI model reads this schema (the `[nli]` table).
+    pub nli: NliSettings,
+}
+
+/// The `[nli]` table: the hypotheses an NLI model reads for themes and stances, and the rule
+/// that says `none`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NliSettings {
+    /// Filled with each theme's label ("This example is {}.", the default of transformers'
+    /// zero-shot-classification pipeline).
+    pub theme_template: String,
+    /// Each theme scored on its own (softmax over contradiction and entailment) instead of one
+    /// softmax of the entailment logits across the themes.
+    pub multi_label: bool,
+    /// Filled with a target's text when the target gives no `favor` statements.
+    pub favor_template: String,
+    /// Filled with a target's text when the target gives no `against` statements.
+    pub against_template: String,
+    /// `none` wins when neither side's entailment probability reaches this.
+    pub none_threshold: f32,
+}
+
+/// The defaults of the `[nli]` table.
+pub const THEME_TEMPLATE: &str = "This example is {}.";
+pub const FAVOR_TEMPLATE: &str = "The author is in favor of {}.";
+pub const AGAINST_TEMPLATE: &str = "The author is against {}.";
+pub const NONE_THRESHOLD: f32 = 0.5;
+
+impl Default for NliSettings {
+    fn default() -> Self {
+        Self {
+            theme_template: THEME_TEMPLATE.into(),
+            multi_label: false,
+            favor_template: FAVOR_TEMPLATE.into(),
+            against_template: AGAINST_TEMPLATE.into(),
+            none_threshold: NONE_THRESHOLD,
+        }
+    }
+}
+
+/// Fills a template's one `{}` with `text`, as Python's `str.format` does.
+pub fn fill_template(template: &str, text: &str) -> String {
+    template.replacen("{}", text, 1)
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Theme {
     pub id: String,
+    /// The words an NLI model reads for the theme (`label`; the id with dashes and underscores
+    /// as spaces when not given).
+    pub label: String,
     pub description: String,
     pub examples: Vec<String>,
 }
@@ -60,12 +106,31 @@ struct RawSchema {
     themes: Vec<Spanned<RawTheme>>,
     #[serde(default)]
     targets: Vec<Spanned<RawTarget>>,
+    #[serde(default)]
+    nli: Option<Spanned<RawNli>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNli {
+    #[serde(default)]
+    theme_template: Option<Spanned<String>>,
+    #[serde(default)]
+    multi_label: Option<bool>,
+    #[serde(default)]
+    favor_template: Option<Spanned<String>>,
+    #[serde(default)]
+    against_template: Option<Spanned<String>>,
+    #[serde(default)]
+    none_threshold: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTheme {
     id: Spanned<String>,
+    #[serde(default)]
+    label: Option<Spanned<String>>,
     #[serde(default)]
     description: Option<Spanned<String>>,
     #[serde(default)]
@@ -140,8 +205,19 @@ impl Schema {
                     ))
                 }
             };
+            let label = match theme.label {
+                Some(l) if !l.get_ref().trim().is_empty() => l.into_inner(),
+                Some(l) => {
+                    return Err(fail(
+                        Some(l.span()),
+                        format!("theme \"{id}\": key `label` is empty"),
+                    ))
+                }
+                None => id.replace(['-', '_'], " "),
+            };
             themes.push(Theme {
                 id,
+                label,
                 description,
                 examples: theme.examples,
             });
@@ -185,10 +261,60 @@ impl Schema {
         if themes.is_empty() && targets.is_empty() {
             return Err(fail(None, "no [[themes]] and no [[targets]]".into()));
         }
+        let mut nli = NliSettings::default();
+        if let Some(raw) = raw.nli {
+            let raw = raw.into_inner();
+            for (key, value, slot) in [
+                (
+                    "theme_template",
+                    raw.theme_template,
+                    &mut nli.theme_template,
+                ),
+                (
+                    "favor_template",
+                    raw.favor_template,
+                    &mut nli.favor_template,
+                ),
+                (
+                    "against_template",
+                    raw.against_template,
+                    &mut nli.against_template,
+                ),
+            ] {
+                if let Some(value) = value {
+                    if value.get_ref().matches("{}").count() != 1 {
+                        return Err(fail(
+                            Some(value.span()),
+                            format!(
+                                "nli: key `{key}` must hold `{{}}` exactly once, where the text \
+                                 goes (\"{}\" has {})",
+                                value.get_ref(),
+                                value.get_ref().matches("{}").count()
+                            ),
+                        ));
+                    }
+                    *slot = value.into_inner();
+                }
+            }
+            if let Some(multi) = raw.multi_label {
+                nli.multi_label = multi;
+            }
+            if let Some(threshold) = raw.none_threshold {
+                let value = *threshold.get_ref();
+                if !(0.0..=1.0).contains(&value) {
+                    return Err(fail(
+                        Some(threshold.span()),
+                        format!("nli: key `none_threshold` is {value}; it must be between 0 and 1"),
+                    ));
+                }
+                nli.none_threshold = value as f32;
+            }
+        }
         Ok(Schema {
             origin: path.display().to_string(),
             themes,
             targets,
+            nli,
         })
     }
 

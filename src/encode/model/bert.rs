@@ -56,7 +56,7 @@ pub enum Activation {
 }
 
 impl Activation {
-    fn forward(self, xs: &Tensor) -> candle_core::Result<Tensor> {
+    pub(crate) fn forward_tensor(self, xs: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Activation::Gelu => xs.gelu_erf(),
             Activation::GeluApproximate => xs.gelu(),
@@ -221,7 +221,7 @@ impl Layer {
         let attended = self.attention_norm.forward(&(attended + &flat)?)?;
         let inner = self
             .activation
-            .forward(&self.intermediate.forward(&attended)?)?;
+            .forward_tensor(&self.intermediate.forward(&attended)?)?;
         let out = self.output.forward(&inner)?;
         let out = self.output_norm.forward(&(out + &attended)?)?;
         out.reshape((batch, length, hidden))
@@ -318,9 +318,12 @@ impl Bert {
 
 /// Where the BERT tensors start: checkpoints saved from `BertModel` have bare names; those saved
 /// from a task model carry a `bert.` prefix.
+/// RoBERTa and XLM-R task checkpoints carry `roberta.`, with the same module tree below it.
 pub fn checkpoint_root(vb: VarBuilder) -> VarBuilder {
     if vb.contains_tensor("embeddings.word_embeddings.weight") {
         vb
+    } else if vb.contains_tensor("roberta.embeddings.word_embeddings.weight") {
+        vb.pp("roberta")
     } else {
         vb.pp("bert")
     }

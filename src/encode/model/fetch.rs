@@ -147,8 +147,12 @@ fn resolve_folder(folder: &Path) -> Result<ResolvedModel> {
             });
         }
     }
-    let config = super::read_bert_config(&files.config)?;
-    let pooling = read_json(&folder.join("1_Pooling/config.json"))
+    let config = super::read_config(&files.config)?;
+    let sentence_pooling = read_json(&folder.join("1_Pooling/config.json"));
+    if config.is_classifier() {
+        check_classifier_folder(folder, &config)?;
+    }
+    let pooling = sentence_pooling
         .map(|v| {
             if v["pooling_mode_cls_token"].as_bool() == Some(true) {
                 Pooling::Cls
@@ -169,8 +173,8 @@ fn resolve_folder(folder: &Path) -> Result<ResolvedModel> {
     let max_tokens = read_json(&folder.join("sentence_bert_config.json"))
         .and_then(|v| v["max_seq_length"].as_u64())
         .map(|n| n as usize)
-        .unwrap_or(config.max_position_embeddings)
-        .min(config.max_position_embeddings);
+        .unwrap_or(config.max_sequence())
+        .min(config.max_sequence());
     Ok(ResolvedModel {
         name: folder.display().to_string(),
         files,
@@ -184,6 +188,19 @@ fn resolve_folder(folder: &Path) -> Result<ResolvedModel> {
         weights_sha256: None,
         computed_sha256: Default::default(),
     })
+}
+
+/// A sequence classifier needs its labels: without `id2label` its logits name nothing.
+fn check_classifier_folder(folder: &Path, config: &super::config::ModelConfig) -> Result<()> {
+    if config.labels.is_none() {
+        return Err(Error::ModelFolder {
+            path: folder.to_path_buf(),
+            message: "config.json of this sequence classifier has no id2label, so its outputs \
+                      cannot be named; add id2label and label2id to config.json"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 fn read_json(path: &Path) -> Option<serde_json::Value> {

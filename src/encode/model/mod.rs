@@ -6,6 +6,8 @@
 
 pub mod adapter;
 pub mod bert;
+pub mod config;
+pub mod deberta;
 pub mod fetch;
 pub mod manifest;
 pub mod packed;
@@ -295,6 +297,59 @@ impl std::str::FromStr for Engine {
 enum Forward {
     Candle(bert::Bert),
     Packed(packed::PackedBert),
+    Deberta(deberta::Deberta),
+}
+
+impl Forward {
+    fn max_positions(&self) -> usize {
+        match self {
+            Forward::Candle(model) => model.max_positions(),
+            Forward::Packed(model) => model.max_positions(),
+            Forward::Deberta(model) => model.max_positions(),
+        }
+    }
+}
+
+/// How a family numbers its positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Positions {
+    /// 0, 1, 2, ... in each sequence (BERT, DeBERTa).
+    FromZero,
+    /// RoBERTa's `create_position_ids_from_input_ids`: each token that is not the padding id
+    /// counts from `padding_idx + 1`; a padding id gets `padding_idx`.
+    AfterPadding(u32),
+}
+
+impl Positions {
+    /// The batch as the family reads it: RoBERTa's positions, and token types zero where the
+    /// family's tokenizer does not hand them to the model.
+    fn apply<'b>(self, batch: &'b Batch) -> std::borrow::Cow<'b, Batch> {
+        let Positions::AfterPadding(padding) = self else {
+            return std::borrow::Cow::Borrowed(batch);
+        };
+        let mut shifted = batch.clone();
+        for index in 0..batch.len() {
+            let mut count = 0;
+            for i in batch.range(index) {
+                shifted.positions[i] = if batch.ids[i] == padding {
+                    padding
+                } else {
+                    count += 1;
+                    padding + count
+                };
+                shifted.type_ids[i] = 0;
+            }
+        }
+        std::borrow::Cow::Owned(shifted)
+    }
+
+    /// Positions the numbering uses up before the first token.
+    fn offset(self) -> usize {
+        match self {
+            Positions::FromZero => 0,
+            Positions::AfterPadding(padding) => padding as usize + 1,
+        }
+    }
 }
 
 /// A linear classification head over pooled vectors: `logits = W · pooled + b`.
@@ -308,29 +363,162 @@ pub struct Classifier {
 
 impl Classifier {
     fn logits(&self, pooled: &[f32]) -> Vec<f32> {
-        let hidden = pooled.len();
-        self.weight
-            .chunks_exact(hidden)
-            .zip(&self.bias)
-            .map(|(row, bias)| {
-                // f64 sums: the same bits whatever else is in the batch.
-                let dot: f64 = row
-                    .iter()
-                    .zip(pooled)
-                    .map(|(w, x)| f64::from(*w) * f64::from(*x))
-                    .sum();
-                (dot + f64::from(*bias)) as f32
-            })
+        let pooled: Vec<f64> = pooled.iter().map(|x| f64::from(*x)).collect();
+        affine(&self.weight, &self.bias, &pooled)
+            .into_iter()
+            .map(|x| x as f32)
             .collect()
     }
 }
 
-/// A BERT as a [`Model`]: the packed CPU forward where it applies, candle's tensors elsewhere;
-/// with a classifier over the pooled vector when the weights carry one (a cross-encoder).
+/// `W · x + b` with f64 sums: the same bits whatever else is in the batch.
+fn affine(weight: &[f32], bias: &[f32], x: &[f64]) -> Vec<f64> {
+    weight
+        .chunks_exact(x.len())
+        .zip(bias)
+        .map(|(row, bias)| {
+            let dot: f64 = row.iter().zip(x).map(|(w, x)| f64::from(*w) * x).sum();
+            dot + f64::from(*bias)
+        })
+        .collect()
+}
+
+/// The activation between a sequence classifier's dense layer and its output layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadActivation {
+    Tanh,
+    Gelu,
+    GeluApproximate,
+    Relu,
+}
+
+impl HeadActivation {
+    fn apply(self, x: f64) -> f64 {
+        match self {
+            HeadActivation::Tanh => x.tanh(),
+            HeadActivation::Gelu => {
+                0.5 * x * (1.0 + candle_core::cpu::erf::erf_f64(x / std::f64::consts::SQRT_2))
+            }
+            HeadActivation::GeluApproximate => {
+                let inner = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x);
+                0.5 * x * (1.0 + inner.tanh())
+            }
+            HeadActivation::Relu => x.max(0.0),
+        }
+    }
+}
+
+/// A sequence classifier's head on the first token's vector: a dense layer and its activation
+/// (BERT's pooler, RoBERTa's `classifier.dense`, DeBERTa's context pooler) where the model has
+/// one, then the output layer.
+#[derive(Debug, Clone)]
+pub struct SequenceHead {
+    /// (weight (out, in), bias, activation).
+    pub dense: Option<(Vec<f32>, Vec<f32>, HeadActivation)>,
+    pub classifier: Classifier,
+}
+
+impl SequenceHead {
+    fn logits(&self, pooled: &[f32]) -> Vec<f32> {
+        let Some((weight, bias, activation)) = &self.dense else {
+            return self.classifier.logits(pooled);
+        };
+        let x: Vec<f64> = pooled.iter().map(|x| f64::from(*x)).collect();
+        let hidden: Vec<f64> = affine(weight, bias, &x)
+            .into_iter()
+            .map(|h| activation.apply(h))
+            .collect();
+        affine(&self.classifier.weight, &self.classifier.bias, &hidden)
+            .into_iter()
+            .map(|x| x as f32)
+            .collect()
+    }
+
+    /// Reads the head of a `*ForSequenceClassification` checkpoint.
+    fn load(
+        vb: &candle_nn::VarBuilder,
+        layout: config::HeadLayout,
+        config: &config::ModelConfig,
+    ) -> candle_core::Result<Self> {
+        let hidden = config.hidden_size();
+        let values = |tensor: candle_core::Tensor| -> candle_core::Result<Vec<f32>> {
+            tensor
+                .to_device(&Device::Cpu)?
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()
+        };
+        let (dense_prefix, out_prefix, width, activation) = match (layout, &config.family) {
+            (config::HeadLayout::BertPooler, _) => (
+                "bert.pooler.dense",
+                "classifier",
+                hidden,
+                HeadActivation::Tanh,
+            ),
+            (config::HeadLayout::RobertaHead, _) => (
+                "classifier.dense",
+                "classifier.out_proj",
+                hidden,
+                HeadActivation::Tanh,
+            ),
+            (config::HeadLayout::ContextPooler, config::Family::Deberta(deberta)) => (
+                "pooler.dense",
+                "classifier",
+                deberta.pooler_size(),
+                match deberta.pooler_hidden_act {
+                    bert::Activation::Gelu => HeadActivation::Gelu,
+                    bert::Activation::GeluApproximate => HeadActivation::GeluApproximate,
+                    bert::Activation::Relu => HeadActivation::Relu,
+                },
+            ),
+            (config::HeadLayout::ContextPooler, _) => {
+                candle_core::bail!("this is a bug: a context pooler on a model that is not DeBERTa")
+            }
+        };
+        let dense_vb = vb.pp(dense_prefix);
+        let dense = (
+            values(dense_vb.get((width, hidden), "weight")?)?,
+            values(dense_vb.get(width, "bias")?)?,
+            activation,
+        );
+        let out_vb = vb.pp(out_prefix);
+        let weight = out_vb.get_unchecked("weight")?;
+        let (classes, inputs) = weight.dims2()?;
+        if inputs != width {
+            candle_core::bail!(
+                "{out_prefix}.weight is ({classes}, {inputs}); the head's dense layer gives {width}"
+            );
+        }
+        let labels = match &config.labels {
+            Some(labels) if labels.len() == classes => labels.clone(),
+            Some(labels) => candle_core::bail!(
+                "config.json names {} labels but the classifier has {classes} outputs",
+                labels.len()
+            ),
+            None => (0..classes).map(|i| format!("LABEL_{i}")).collect(),
+        };
+        Ok(Self {
+            dense: Some(dense),
+            classifier: Classifier {
+                weight: values(weight)?,
+                bias: values(out_vb.get(classes, "bias")?)?,
+                labels,
+            },
+        })
+    }
+}
+
+/// A transformer encoder as a [`Model`]: BERT, RoBERTa and XLM-R on the packed CPU forward
+/// where it applies and candle's tensors elsewhere, DeBERTa-v2 on candle's tensors; with a
+/// classification head over the first token when the checkpoint is a sequence classifier or
+/// an adapter brings one (a cross-encoder).
 pub struct BertEncoder {
     forward: Forward,
     matmul: Matmul,
-    classifier: Option<Classifier>,
+    head: Option<SequenceHead>,
+    positions: Positions,
+    /// Whether the pooled vectors are sentence vectors (false for a bare sequence classifier).
+    embeds: bool,
 }
 
 impl BertEncoder {
@@ -375,7 +563,9 @@ impl BertEncoder {
             engine,
             matmul,
         } = *options;
-        let packed_fits = device.is_cpu() && dtype == DType::F32;
+        let config = read_config(&files.config)?;
+        let deberta = matches!(config.family, config::Family::Deberta(_));
+        let packed_fits = device.is_cpu() && dtype == DType::F32 && !deberta;
         if matmul != Matmul::F32 && (!packed_fits || engine == Engine::Candle) {
             return Err(Error::Usage {
                 message: format!(
@@ -393,6 +583,13 @@ impl BertEncoder {
             Engine::Auto => packed_fits,
             Engine::Candle => false,
             Engine::Packed if packed_fits => true,
+            Engine::Packed if deberta => {
+                return Err(Error::Usage {
+                    message: "the packed encoder runs BERT, RoBERTa and XLM-R; DeBERTa runs on \
+                              candle (leave out --engine)"
+                        .into(),
+                })
+            }
             Engine::Packed => {
                 return Err(Error::Usage {
                     message: format!(
@@ -403,12 +600,17 @@ impl BertEncoder {
                 })
             }
         };
-        let config = read_bert_config(&files.config)?;
         let load_error = |source| Error::LoadWeights {
             path: files.weights.clone(),
             source,
         };
-        let (vb, classifier) = match adapter {
+        // A sequence classifier's head reads the first token, whatever the folder's pooling.
+        let pooling = if config.is_classifier() && adapter.is_none() {
+            Pooling::Cls
+        } else {
+            pooling
+        };
+        let (vb, head) = match adapter {
             None => {
                 // The file is validated (header, sizes) before any tensor is read, so a
                 // truncated or foreign file is an error here, not a crash later.
@@ -419,28 +621,55 @@ impl BertEncoder {
                     candle_nn::VarBuilder::from_mmaped_safetensors(&[&files.weights], dtype, device)
                 }
                 .map_err(load_error)?;
-                (vb, None)
+                let head = match config.head {
+                    Some(layout) => {
+                        Some(SequenceHead::load(&vb, layout, &config).map_err(load_error)?)
+                    }
+                    None => None,
+                };
+                (vb, head)
             }
             Some(adapter) => {
-                let merged = adapter.merge_into(&files.weights, &config)?;
-                let classifier = adapter.classifier(config.hidden_size)?;
+                let bert = read_bert_config(&files.config)?;
+                let merged = adapter.merge_into(&files.weights, &bert)?;
+                let classifier = adapter.classifier(bert.hidden_size)?;
                 (
                     candle_nn::VarBuilder::from_tensors(merged, dtype, device),
-                    Some(classifier),
+                    Some(SequenceHead {
+                        dense: None,
+                        classifier,
+                    }),
                 )
             }
         };
-        let forward = if packed {
-            Forward::Packed(
-                packed::PackedBert::load(vb, &config, pooling, matmul).map_err(load_error)?,
-            )
-        } else {
-            Forward::Candle(bert::Bert::load(vb, &config, pooling).map_err(load_error)?)
+        let (forward, positions) = match &config.family {
+            config::Family::Deberta(deberta) => (
+                Forward::Deberta(deberta::Deberta::load(vb, deberta, pooling).map_err(load_error)?),
+                Positions::FromZero,
+            ),
+            config::Family::Bert(bert) | config::Family::Roberta { config: bert, .. } => {
+                let forward = if packed {
+                    Forward::Packed(
+                        packed::PackedBert::load(vb, bert, pooling, matmul).map_err(load_error)?,
+                    )
+                } else {
+                    Forward::Candle(bert::Bert::load(vb, bert, pooling).map_err(load_error)?)
+                };
+                let positions = match config.family {
+                    config::Family::Roberta { padding_idx, .. } => {
+                        Positions::AfterPadding(padding_idx)
+                    }
+                    _ => Positions::FromZero,
+                };
+                (forward, positions)
+            }
         };
         Ok(Self {
             forward,
             matmul,
-            classifier,
+            embeds: adapter.is_some() || !config.is_classifier(),
+            head,
+            positions,
         })
     }
 
@@ -448,9 +677,11 @@ impl BertEncoder {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        let batch = self.positions.apply(batch);
         match &self.forward {
-            Forward::Packed(model) => model.forward_pooled(batch).map_err(Error::encoder),
-            Forward::Candle(model) => model.forward_batch(batch).map_err(Error::encoder),
+            Forward::Packed(model) => model.forward_pooled(&batch).map_err(Error::encoder),
+            Forward::Candle(model) => model.forward_batch(&batch).map_err(Error::encoder),
+            Forward::Deberta(model) => model.forward_batch(&batch).map_err(Error::encoder),
         }
     }
 }
@@ -485,62 +716,13 @@ fn device_name(device: &Device) -> &'static str {
     }
 }
 
-/// The architectures stancer can run, as config.json's `model_type` names them.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert"];
-
-/// Reads a BERT config.json, refusing any other architecture by name: a RoBERTa or XLM-R
-/// checkpoint would load as BERT and silently give wrong vectors (its positions start after
-/// the padding index), so `model_type` and `architectures` are checked, never guessed.
-pub fn read_bert_config(path: &Path) -> Result<bert::BertConfig> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
-    let fail = |message: String| Error::ModelConfig {
-        path: path.to_path_buf(),
-        message,
-    };
-    let raw: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| fail(format!("not a valid BERT config.json (not JSON: {e})")))?;
-    let model_type = raw.get("model_type").and_then(|v| v.as_str());
-    let architectures: Vec<&str> = raw
-        .get("architectures")
-        .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
-        .unwrap_or_default();
-    let unsupported = match model_type {
-        Some(name) if !SUPPORTED_MODEL_TYPES.contains(&name) => Some(name.to_string()),
-        Some(_) => None,
-        // Old checkpoints may lack model_type; then the architecture names decide.
-        None => architectures
-            .iter()
-            .find(|a| !a.starts_with("Bert"))
-            .map(|a| a.to_string()),
-    };
-    if let Some(name) = unsupported {
-        return Err(fail(format!(
-            "model type '{name}' is not supported (supported: {}); stancer will not run it as \
-             BERT, which would give wrong results",
-            SUPPORTED_MODEL_TYPES.join(", ")
-        )));
-    }
-    let config: bert::BertConfig = serde_json::from_value(raw)
-        .map_err(|e| fail(format!("not a valid BERT config.json ({e})")))?;
-    if config.num_attention_heads == 0
-        || !config
-            .hidden_size
-            .is_multiple_of(config.num_attention_heads)
-    {
-        return Err(fail(format!(
-            "hidden_size {} is not a multiple of num_attention_heads {}",
-            config.hidden_size, config.num_attention_heads
-        )));
-    }
-    Ok(config)
-}
+pub use config::{read_bert_config, read_config, SUPPORTED_MODEL_TYPES};
 
 impl Model for BertEncoder {
     fn offers(&self) -> Offers {
         Offers {
-            embed: true,
-            predict: self.classifier.is_some(),
+            embed: self.embeds,
+            predict: self.head.is_some(),
         }
     }
 
@@ -549,7 +731,7 @@ impl Model for BertEncoder {
     }
 
     fn predict(&self, batch: &Batch) -> Result<Vec<Vec<f32>>> {
-        let Some(classifier) = &self.classifier else {
+        let Some(head) = &self.head else {
             return Err(Error::Usage {
                 message: "this model gives vectors only; it has no classification head".into(),
             });
@@ -557,35 +739,34 @@ impl Model for BertEncoder {
         Ok(self
             .pooled(batch)?
             .iter()
-            .map(|pooled| classifier.logits(pooled))
+            .map(|pooled| head.logits(pooled))
             .collect())
     }
 
     fn labels(&self) -> &[String] {
-        self.classifier.as_ref().map_or(&[], |c| &c.labels)
+        self.head.as_ref().map_or(&[], |h| &h.classifier.labels)
     }
 
     fn dimension(&self) -> usize {
         match &self.forward {
             Forward::Candle(model) => model.hidden_size(),
             Forward::Packed(model) => model.hidden_size(),
+            Forward::Deberta(model) => model.hidden_size(),
         }
     }
 
     fn max_positions(&self) -> usize {
-        match &self.forward {
-            Forward::Candle(model) => model.max_positions(),
-            Forward::Packed(model) => model.max_positions(),
-        }
+        self.forward.max_positions() - self.positions.offset()
     }
 
     fn device_label(&self) -> String {
         let (device, dtype) = match &self.forward {
             Forward::Candle(model) => (model.device(), model.dtype()),
+            Forward::Deberta(model) => (model.device(), model.dtype()),
             Forward::Packed(_) => (&Device::Cpu, DType::F32),
         };
         let engine = match (&self.forward, self.matmul) {
-            (Forward::Candle(_), _) => String::new(),
+            (Forward::Candle(_) | Forward::Deberta(_), _) => String::new(),
             (Forward::Packed(_), Matmul::F32) => ", packed".into(),
             (Forward::Packed(_), Matmul::Int8) if packed::vnni_available() => {
                 ", packed, int8 matmul (VNNI)".into()
@@ -603,6 +784,6 @@ impl Model for BertEncoder {
     }
 
     fn is_padded(&self) -> bool {
-        matches!(self.forward, Forward::Candle(_))
+        !matches!(self.forward, Forward::Packed(_))
     }
 }

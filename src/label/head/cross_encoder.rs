@@ -111,43 +111,60 @@ impl CrossEncoderStance {
     }
 
     fn logits_tokenized(&self, tokenized: &[PairTokenized]) -> Result<Vec<[f32; 3]>> {
-        let mut sequences = Vec::new();
-        for pair in tokenized {
-            sequences.extend(pair.windows.iter());
-        }
-        let lengths: Vec<usize> = sequences.iter().map(|s| s.len()).collect();
-        let mut logits: Vec<Vec<f32>> = vec![Vec::new(); sequences.len()];
-        for planned in batch::plan(&lengths, self.batch_tokens, self.max_rows) {
-            let inputs: Vec<&crate::encode::tokenize::Sequence> =
-                planned.iter().map(|&i| sequences[i]).collect();
-            let outputs = self.model.predict(&Batch::from_sequences(&inputs))?;
-            for (&i, row) in planned.iter().zip(outputs) {
-                logits[i] = row;
-            }
-        }
-        let combine = self.model.window_combine();
-        let mut next = 0;
-        Ok(tokenized
-            .iter()
-            .map(|pair| {
-                let windows: Vec<(Vec<f32>, usize)> = pair
-                    .windows
-                    .iter()
-                    .map(|w| {
-                        let row = std::mem::take(&mut logits[next]);
-                        next += 1;
-                        (row, w.len())
-                    })
-                    .collect();
-                let logits = combine.combine(&windows);
-                [
-                    logits[self.order[0]],
-                    logits[self.order[1]],
-                    logits[self.order[2]],
-                ]
-            })
-            .collect())
+        Ok(
+            pair_logits(&*self.model, tokenized, self.batch_tokens, self.max_rows)?
+                .into_iter()
+                .map(|logits| {
+                    [
+                        logits[self.order[0]],
+                        logits[self.order[1]],
+                        logits[self.order[2]],
+                    ]
+                })
+                .collect(),
+        )
     }
+}
+
+/// Runs every window of every pair through `model`, batched by tokens, and combines each
+/// pair's windows as the model declares: one logit row per pair, in order.
+pub(crate) fn pair_logits(
+    model: &dyn Model,
+    tokenized: &[PairTokenized],
+    batch_tokens: usize,
+    max_rows: usize,
+) -> Result<Vec<Vec<f32>>> {
+    let mut sequences = Vec::new();
+    for pair in tokenized {
+        sequences.extend(pair.windows.iter());
+    }
+    let lengths: Vec<usize> = sequences.iter().map(|s| s.len()).collect();
+    let mut logits: Vec<Vec<f32>> = vec![Vec::new(); sequences.len()];
+    for planned in batch::plan(&lengths, batch_tokens, max_rows) {
+        let inputs: Vec<&crate::encode::tokenize::Sequence> =
+            planned.iter().map(|&i| sequences[i]).collect();
+        let outputs = model.predict(&Batch::from_sequences(&inputs))?;
+        for (&i, row) in planned.iter().zip(outputs) {
+            logits[i] = row;
+        }
+    }
+    let combine = model.window_combine();
+    let mut next = 0;
+    Ok(tokenized
+        .iter()
+        .map(|pair| {
+            let windows: Vec<(Vec<f32>, usize)> = pair
+                .windows
+                .iter()
+                .map(|w| {
+                    let row = std::mem::take(&mut logits[next]);
+                    next += 1;
+                    (row, w.len())
+                })
+                .collect();
+            combine.combine(&windows)
+        })
+        .collect())
 }
 
 /// The softmax of each [favor, against, none] logit triple.
@@ -171,6 +188,7 @@ impl StanceHead for CrossEncoderStance {
             id: target.id.clone(),
             text: target.text.clone(),
             vectors: Vec::new(),
+            ..PreparedTarget::default()
         })
     }
 

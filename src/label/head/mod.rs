@@ -7,6 +7,7 @@
 pub mod cross_encoder;
 pub mod entailment;
 pub mod linear;
+pub mod nli;
 pub mod trained;
 pub mod zero_shot;
 
@@ -158,13 +159,16 @@ impl Heads {
     }
 }
 
-/// A target with the vectors a stance head prepared for it.
-#[derive(Debug, Clone)]
+/// A target with what a stance head prepared for it.
+#[derive(Debug, Clone, Default)]
 pub struct PreparedTarget {
     pub id: String,
     pub text: String,
     /// Head-specific vectors (the zero-shot head keeps the target, favor and against prototypes).
     pub vectors: Vec<Vec<f32>>,
+    /// The hypotheses an NLI head reads for each side.
+    pub favor: Vec<String>,
+    pub against: Vec<String>,
 }
 
 /// A theme decision: the top label with its probability, and every label's probability.

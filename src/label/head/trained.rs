@@ -293,6 +293,7 @@ impl StanceHead for TrainedStance {
             id: target.id.clone(),
             text: target.text.clone(),
             vectors: vec![vector],
+            ..PreparedTarget::default()
         })
     }
 
@@ -593,6 +594,7 @@ mod tests {
                     id: "t".into(),
                     text: "t".into(),
                     vectors: vec![vec![0.25; 2]],
+                    ..PreparedTarget::default()
                 },
             )
             .unwrap();

@@ -340,6 +340,7 @@ impl StanceHead for ZeroShotStance {
             id: target.id.clone(),
             text: target.text.clone(),
             vectors: vec![vectors[0].clone(), favor_proto, against_proto],
+            ..PreparedTarget::default()
         })
     }
 

@@ -1,0 +1,414 @@
+//! Issue 13: hub architectures (BERT, RoBERTa, XLM-R, DeBERTa-v3) as NLI sequence classifiers,
+//! exact to transformers. The tiny random-weight models and their reference outputs are made by
+//! `tests/reference/make_hub_reference.py` (transformers 5.23, fixed seeds) and committed under
+//! `tests/reference/hub/`; nobody tuned these weights, so agreement cannot be arranged.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{DType, Device};
+use serde_json::Value;
+use stancer::encode::model::fetch::{ModelSpec, ResolvedModel};
+use stancer::encode::model::{Batch, BertEncoder, Engine, Matmul, Model};
+use stancer::encode::tokenize::TextTokenizer;
+use stancer::label::head::nli::{NliModel, NliTheme};
+use stancer::label::schema::Schema;
+
+use super::common::{max_abs_difference, stancer};
+
+const ARCHITECTURES: &[&str] = &["bert", "roberta", "xlm-roberta", "deberta-v3"];
+
+fn reference_folder() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/hub")
+}
+
+fn model_folder(name: &str) -> PathBuf {
+    reference_folder().join(name)
+}
+
+fn read_jsonl(file: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(reference_folder().join(file)).unwrap();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn floats(value: &Value) -> Vec<f32> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect()
+}
+
+fn ids(value: &Value) -> Vec<u32> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn resolved(name: &str) -> ResolvedModel {
+    ModelSpec::parse(Some(model_folder(name).to_str().unwrap()))
+        .unwrap()
+        .resolve(&mut |_| {})
+        .unwrap()
+}
+
+fn load(name: &str, engine: Engine) -> BertEncoder {
+    BertEncoder::load_engine(
+        &resolved(name).files,
+        stancer::encode::model::Pooling::Cls,
+        &Device::Cpu,
+        DType::F32,
+        engine,
+        Matmul::F32,
+    )
+    .unwrap()
+}
+
+fn nli(name: &str, engine: Engine) -> NliModel {
+    let resolved = resolved(name);
+    stancer::label::head::nli::load(&resolved, Arc::new(load(name, engine))).unwrap()
+}
+
+fn cases(name: &str) -> Vec<Value> {
+    read_jsonl("pairs.jsonl")
+        .into_iter()
+        .filter(|c| c["model"] == name)
+        .collect()
+}
+
+/// The engines each family runs on: DeBERTa on candle only.
+fn engines(name: &str) -> Vec<Engine> {
+    if name.starts_with("deberta") {
+        vec![Engine::Candle]
+    } else {
+        vec![Engine::Candle, Engine::Packed]
+    }
+}
+
+#[test]
+fn issue_13_every_architecture_has_at_least_30_reference_pairs_with_long_and_odd_premises() {
+    for name in ARCHITECTURES {
+        let cases = cases(name);
+        assert!(cases.len() >= 30, "{name}: {} cases", cases.len());
+        assert!(
+            cases
+                .iter()
+                .any(|c| c["windows"].as_array().unwrap().len() > 1),
+            "{name}: no premise past the window"
+        );
+        assert!(
+            cases
+                .iter()
+                .any(|c| !c["premise"].as_str().unwrap().is_ascii()),
+            "{name}: no non-ASCII premise"
+        );
+    }
+}
+
+#[test]
+fn issue_13_pairs_are_tokenized_and_windowed_as_the_reference_does() {
+    for name in ARCHITECTURES {
+        let resolved = resolved(name);
+        for case in cases(name) {
+            let max_tokens = case["max_tokens"].as_u64().unwrap() as usize;
+            let tokenizer = TextTokenizer::load(&resolved.files.tokenizer, max_tokens).unwrap();
+            let premise = case["premise"].as_str().unwrap();
+            let hypothesis = case["hypothesis"].as_str().unwrap();
+            let pair = tokenizer
+                .tokenize_premise_pairs(hypothesis, &[premise])
+                .unwrap()
+                .remove(0);
+            let expected = case["windows"].as_array().unwrap();
+            assert_eq!(
+                pair.windows.len(),
+                expected.len(),
+                "{name} {}: windows",
+                case["name"]
+            );
+            for (window, reference) in pair.windows.iter().zip(expected) {
+                assert_eq!(
+                    window.ids,
+                    ids(&reference["ids"]),
+                    "{name} {}",
+                    case["name"]
+                );
+                assert_eq!(
+                    window.type_ids,
+                    ids(&reference["type_ids"]),
+                    "{name} {}: type ids",
+                    case["name"]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn issue_13_window_logits_match_transformers_within_1e_4_on_every_engine() {
+    for name in ARCHITECTURES {
+        for engine in engines(name) {
+            let model = load(name, engine);
+            let mut worst = 0.0f32;
+            for case in cases(name) {
+                for (window, expected) in case["windows"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .zip(case["window_logits"].as_array().unwrap())
+                {
+                    let ids = ids(&window["ids"]);
+                    let types = ids_or_zero(&window["type_ids"], ids.len());
+                    let batch = Batch::new([(ids.as_slice(), Some(types.as_slice()))]);
+                    let logits = model.predict(&batch).unwrap().remove(0);
+                    worst = worst.max(max_abs_difference(&logits, &floats(expected)));
+                }
+            }
+            eprintln!("{name} {engine:?}: worst window logit difference {worst:e}");
+            assert!(worst <= 1e-4, "{name} {engine:?}: {worst}");
+        }
+    }
+}
+
+fn ids_or_zero(value: &Value, length: usize) -> Vec<u32> {
+    if value.is_array() {
+        ids(value)
+    } else {
+        vec![0; length]
+    }
+}
+
+#[test]
+fn issue_13_pair_logits_combine_windows_and_batched_equal_alone() {
+    for name in ARCHITECTURES {
+        for engine in engines(name) {
+            let model = nli(name, engine);
+            let cases = cases(name);
+            let pairs: Vec<(&str, &str)> = cases
+                .iter()
+                .map(|c| {
+                    (
+                        c["premise"].as_str().unwrap(),
+                        c["hypothesis"].as_str().unwrap(),
+                    )
+                })
+                .collect();
+            let batched = model.logits(&pairs).unwrap();
+            let mut worst = 0.0f32;
+            for ((case, pair), together) in cases.iter().zip(&pairs).zip(&batched) {
+                let alone = model.logits(&[*pair]).unwrap().remove(0);
+                worst = worst.max(max_abs_difference(&alone, &floats(&case["logits"])));
+                let gap = max_abs_difference(&alone, together);
+                match engine {
+                    // The packed engine's bits do not depend on the batch.
+                    Engine::Packed => assert_eq!(&alone, together, "{name} {}", case["name"]),
+                    _ => assert!(gap <= 1e-6, "{name} {engine:?} {}: {gap}", case["name"]),
+                }
+            }
+            assert!(worst <= 1e-4, "{name} {engine:?}: {worst}");
+        }
+    }
+}
+
+/// A schema whose themes are a pipeline case's candidate labels.
+fn schema_for(case: &Value) -> Schema {
+    let mut text = format!(
+        "[nli]\ntheme_template = {}\nmulti_label = {}\n",
+        toml_string(case["template"].as_str().unwrap()),
+        case["multi_label"].as_bool().unwrap()
+    );
+    for (i, label) in case["candidate_labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        text.push_str(&format!(
+            "[[themes]]\nid = \"theme-{i}\"\nlabel = {}\ndescription = \"x\"\n",
+            toml_string(label.as_str().unwrap())
+        ));
+    }
+    Schema::parse(&text, Path::new("test.toml")).unwrap()
+}
+
+fn toml_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap()
+}
+
+#[test]
+fn issue_13_zero_shot_theme_scores_equal_the_transformers_pipeline_within_1e_5() {
+    let cases: Vec<Value> = read_jsonl("zero_shot.jsonl")
+        .into_iter()
+        // A schema has two themes or more; the pipeline's one-label case is left out.
+        .filter(|c| {
+            c["truncated"].as_bool() != Some(true)
+                && c["candidate_labels"].as_array().unwrap().len() >= 2
+        })
+        .collect();
+    for name in ARCHITECTURES {
+        let model = Arc::new(nli(name, Engine::Auto));
+        let mine: Vec<&Value> = cases.iter().filter(|c| c["model"] == *name).collect();
+        assert!(mine.len() >= 8, "{name}: {} pipeline cases", mine.len());
+        assert!(mine.iter().any(|c| c["multi_label"] == true));
+        assert!(mine.iter().any(|c| c["multi_label"] == false));
+        for case in mine {
+            let schema = schema_for(case);
+            let head = NliTheme::new(model.clone(), &schema).unwrap();
+            let scores = head
+                .scores(&[case["sequence"].as_str().unwrap()])
+                .unwrap()
+                .remove(0);
+            for (theme, score) in schema.themes.iter().zip(&scores) {
+                let expected = case["scores"][theme.label.as_str()].as_f64().unwrap() as f32;
+                assert!(
+                    (score - expected).abs() <= 1e-5,
+                    "{name} {} {}: {score} vs {expected}",
+                    case["name"],
+                    theme.label
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn issue_13_classify_with_a_tiny_deberta_v3_folder_gives_the_pipelines_theme_scores() {
+    let cases: Vec<Value> = read_jsonl("zero_shot.jsonl")
+        .into_iter()
+        .filter(|c| {
+            c["model"] == "deberta-v3"
+                && c["truncated"].as_bool() != Some(true)
+                && c["multi_label"] == false
+                && c["template"] == "This example is {}."
+        })
+        .collect();
+    let case = &cases[0];
+    let labels: Vec<&str> = case["candidate_labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut schema = String::from("[[targets]]\nid = \"tax\"\ntext = \"a carbon tax\"\n");
+    for (i, label) in labels.iter().enumerate() {
+        schema.push_str(&format!(
+            "[[themes]]\nid = \"theme-{i}\"\nlabel = {}\ndescription = \"x\"\n",
+            toml_string(label)
+        ));
+    }
+    let schema_path = dir.path().join("schema.toml");
+    std::fs::write(&schema_path, schema).unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        format!(
+            "{}\n",
+            serde_json::json!({"id": "p", "text": case["sequence"]})
+        ),
+    )
+    .unwrap();
+    let output = stancer()
+        .arg("classify")
+        .arg(&input)
+        .arg("--model")
+        .arg(model_folder("deberta-v3"))
+        .arg("--schema")
+        .arg(&schema_path)
+        .arg("--format")
+        .arg("jsonl")
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let record: Value = serde_json::from_slice(&output.stdout).unwrap();
+    for (i, label) in labels.iter().enumerate() {
+        let got = record["theme"]["scores"][format!("theme-{i}")]
+            .as_f64()
+            .unwrap();
+        let expected = case["scores"][*label].as_f64().unwrap();
+        // Records round scores to 4 decimals.
+        assert!(
+            (got - expected).abs() <= 0.5e-4 + 1e-6,
+            "{label}: {got} vs {expected}"
+        );
+    }
+    let stance = &record["stance"]["tax"];
+    let sum: f64 = ["favor", "against", "none"]
+        .iter()
+        .map(|s| stance["scores"][s].as_f64().unwrap())
+        .sum();
+    assert!((sum - 1.0).abs() < 1e-3, "{stance}");
+}
+
+#[test]
+fn issue_13_bad_hub_folders_and_templates_get_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |name: &str, edit: &dyn Fn(&mut serde_json::Map<String, Value>)| -> PathBuf {
+        let folder = dir.path().join(name);
+        std::fs::create_dir_all(&folder).unwrap();
+        for file in ["tokenizer.json", "model.safetensors"] {
+            std::fs::copy(model_folder("deberta-v3").join(file), folder.join(file)).unwrap();
+        }
+        let mut config: serde_json::Map<String, Value> = serde_json::from_str(
+            &std::fs::read_to_string(model_folder("deberta-v3").join("config.json")).unwrap(),
+        )
+        .unwrap();
+        edit(&mut config);
+        std::fs::write(
+            folder.join("config.json"),
+            serde_json::to_string(&config).unwrap(),
+        )
+        .unwrap();
+        folder
+    };
+    let unsupported = copy("gpt2", &|c| {
+        c.insert("model_type".into(), "gpt2".into());
+    });
+    let no_labels = copy("no-labels", &|c| {
+        c.remove("id2label");
+        c.remove("label2id");
+    });
+    let schema = dir.path().join("bad.toml");
+    std::fs::write(
+        &schema,
+        "[nli]\ntheme_template = \"This example is about\"\n[[themes]]\nid = \"a\"\ndescription = \"x\"\n[[themes]]\nid = \"b\"\ndescription = \"y\"\n",
+    )
+    .unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "A paragraph about taxes and trade.\n").unwrap();
+    for (model, schema, needle) in [
+        (&unsupported, None, "model type 'gpt2' is not supported"),
+        (&no_labels, None, "no id2label"),
+        (
+            &model_folder("deberta-v3"),
+            Some(&schema),
+            "must hold `{}` exactly once",
+        ),
+    ] {
+        let mut command = stancer();
+        command
+            .arg("classify")
+            .arg(&input)
+            .arg("--model")
+            .arg(model);
+        if let Some(schema) = schema {
+            command.arg("--schema").arg(schema);
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+    }
+}
