@@ -65,14 +65,14 @@ impl Activation {
     }
 }
 
-struct LayerNorm {
+pub(crate) struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
     eps: f32,
 }
 
 impl LayerNorm {
-    fn load(vb: VarBuilder, size: usize, eps: f64) -> candle_core::Result<Self> {
+    pub(crate) fn load(vb: VarBuilder, size: usize, eps: f64) -> candle_core::Result<Self> {
         Ok(Self {
             weight: vb.get(size, "weight")?,
             bias: vb.get(size, "bias")?,
@@ -80,12 +80,12 @@ impl LayerNorm {
         })
     }
 
-    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+    pub(crate) fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         candle_nn::ops::layer_norm(&xs.contiguous()?, &self.weight, &self.bias, self.eps)
     }
 }
 
-fn linear(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Linear> {
+pub(crate) fn linear(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Linear> {
     let weight = vb.get((outputs, inputs), "weight")?;
     let bias = vb.get(outputs, "bias")?;
     Ok(Linear::new(weight, Some(bias)))

@@ -18,7 +18,7 @@ use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
-use super::bert::{additive_mask, Activation};
+use super::bert::{additive_mask, linear, Activation, LayerNorm};
 use super::{Batch, Pooling};
 
 /// The keys of a DeBERTa-v2 `config.json` the encoder reads.
@@ -199,32 +199,6 @@ pub fn relative_positions(length: usize, buckets: i64, max_position: i64) -> Vec
         }
     }
     out
-}
-
-struct LayerNorm {
-    weight: Tensor,
-    bias: Tensor,
-    eps: f32,
-}
-
-impl LayerNorm {
-    fn load(vb: VarBuilder, size: usize, eps: f64) -> candle_core::Result<Self> {
-        Ok(Self {
-            weight: vb.get(size, "weight")?,
-            bias: vb.get(size, "bias")?,
-            eps: eps as f32,
-        })
-    }
-
-    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        candle_nn::ops::layer_norm(&xs.contiguous()?, &self.weight, &self.bias, self.eps)
-    }
-}
-
-fn linear(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Linear> {
-    let weight = vb.get((outputs, inputs), "weight")?;
-    let bias = vb.get(outputs, "bias")?;
-    Ok(Linear::new(weight, Some(bias)))
 }
 
 /// `embeddings.*`: word (+ absolute position when `position_biased_input`) (+ token type when
