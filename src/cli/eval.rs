@@ -13,7 +13,7 @@ use stancer::label::head::linear::TrainOptions;
 use stancer::label::head::trained::EncoderRecord;
 use stancer::label::schema::Schema;
 
-use super::setup::{embed_cached, load_embedder, load_heads, notice, StanceArgs};
+use super::setup::{embed_cached, load_embedder, load_heads, notice, StanceArgs, ThemeHeadKind};
 use super::ModelArgs;
 
 #[derive(Args, Debug)]
@@ -117,9 +117,20 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         if config.dtype.is_some() {
             model.dtype = config.dtype.clone();
         }
+        let mut own = run.clone();
+        if config.stance.is_some() {
+            own.stance.stance = config.stance.clone();
+        }
+        if let Some(kind) = &config.theme_head {
+            let parsed = <ThemeHeadKind as clap::ValueEnum>::from_str(kind, true);
+            own.stance.theme_head = Some(parsed.map_err(|_| stancer::Error::Config {
+                path: path.clone(),
+                message: format!("theme_head '{kind}' is not one of prototype, entailment, nli"),
+            })?);
+        }
         let (name, heads) = (config.name, config.heads);
         notice(args.model.quiet, &format!("running configuration '{name}'"));
-        configurations.push(run_configuration(Some(name), &model, &heads, &schema, &rows, &run)?.0);
+        configurations.push(run_configuration(Some(name), &model, &heads, &schema, &rows, &own)?.0);
     }
     let comparison = eval::compare(&configurations, &labels, &bootstrap)?;
     print!("{}", eval::render_comparison_text(&comparison));
@@ -136,6 +147,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// How a configuration is run.
+#[derive(Clone)]
 struct Run {
     stance: StanceArgs,
     cv: Option<usize>,

@@ -25,64 +25,7 @@ pub enum ModelsCommand {
 pub fn run(command: ModelsCommand) -> anyhow::Result<ExitCode> {
     match command {
         ModelsCommand::List => {
-            println!("cache: {}", fetch::stancer_home().join("models").display());
-            let manifests = Manifest::builtin();
-            let width = manifests
-                .iter()
-                .map(|m| m.name.len())
-                .chain(
-                    stancer::encode::model::adapter::BUILTIN_STANCE
-                        .iter()
-                        .map(|b| b.name.len()),
-                )
-                .chain(["prototype".len()])
-                .max()
-                .unwrap_or(0);
-            for manifest in manifests {
-                let state = if fetch::is_cached(&manifest) {
-                    "cached"
-                } else {
-                    "not cached"
-                };
-                let default = if manifest.name == stancer::encode::model::manifest::DEFAULT_MODEL {
-                    " (default)"
-                } else {
-                    ""
-                };
-                println!(
-                    "{:<width$} {:<11} {}{default}",
-                    manifest.name, state, manifest.description
-                );
-            }
-            println!("stance models (--stance; built in, no download):");
-            let adapters = stancer::encode::model::adapter::BUILTIN_STANCE;
-            let default = stancer::encode::model::adapter::DEFAULT_STANCE;
-            for builtin in adapters {
-                let description =
-                    toml::from_str::<stancer::encode::model::adapter::StanceManifest>(
-                        builtin.manifest,
-                    )
-                    .map(|m| format!("{} (on {})", m.description, m.base))
-                    .unwrap_or_default();
-                let marker = if builtin.name == default {
-                    " (default)"
-                } else {
-                    ""
-                };
-                println!(
-                    "{:<width$} {:<11} {description}{marker}",
-                    builtin.name, "built in"
-                );
-            }
-            let marker = if default == "prototype" {
-                " (default)"
-            } else {
-                ""
-            };
-            println!(
-                "{:<width$} {:<11} zero-shot prototype head on the encoder's vectors{marker}",
-                "prototype", "built in"
-            );
+            list();
             Ok(ExitCode::SUCCESS)
         }
         ModelsCommand::Fetch { name, quiet } => {
@@ -103,4 +46,104 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// One row of `models list`.
+struct Row {
+    name: String,
+    state: &'static str,
+    can: &'static str,
+    description: String,
+    verified: String,
+}
+
+/// Every model stancer knows: what it can do (embed, pair-classify, NLI zero-shot), whether it
+/// is cached, and how stancer's tests check it.
+fn list() {
+    use stancer::encode::model::adapter::{StanceManifest, BUILTIN_STANCE, DEFAULT_STANCE};
+    use stancer::encode::model::manifest::{ModelTask, DEFAULT_MODEL};
+
+    println!("cache: {}", fetch::stancer_home().join("models").display());
+    let marker = |default: bool| if default { " (default)" } else { "" };
+    let mut models = Vec::new();
+    for manifest in Manifest::builtin() {
+        let licence = manifest
+            .license
+            .as_deref()
+            .map(|l| format!("; {l}"))
+            .unwrap_or_default();
+        models.push(Row {
+            state: if fetch::is_cached(&manifest) {
+                "cached"
+            } else {
+                "not cached"
+            },
+            can: match manifest.task {
+                ModelTask::Embed => "embed",
+                ModelTask::Nli => "NLI zero-shot",
+            },
+            description: format!(
+                "{}{licence}{}",
+                manifest.description,
+                marker(manifest.name == DEFAULT_MODEL)
+            ),
+            verified: manifest.verified.clone(),
+            name: manifest.name,
+        });
+    }
+    let mut stance = Vec::new();
+    for builtin in BUILTIN_STANCE {
+        let description = toml::from_str::<StanceManifest>(builtin.manifest)
+            .map(|m| format!("{} (on {})", m.description, m.base))
+            .unwrap_or_default();
+        stance.push(Row {
+            name: builtin.name.to_string(),
+            state: "built in",
+            can: "pair-classify",
+            description: format!("{description}{}", marker(builtin.name == DEFAULT_STANCE)),
+            verified: "adapter sha256 checked on every load; merged equals unmerged forward, \
+                       batch-invariant (tests/integration/finetune.rs); scores in its card.json"
+                .into(),
+        });
+    }
+    stance.push(Row {
+        name: "prototype".into(),
+        state: "built in",
+        can: "vectors",
+        description: format!(
+            "zero-shot prototype head on the encoder's vectors{}",
+            marker(DEFAULT_STANCE == "prototype")
+        ),
+        verified: String::new(),
+    });
+    let name_width = models
+        .iter()
+        .chain(&stance)
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(0);
+    let can_width = models
+        .iter()
+        .chain(&stance)
+        .map(|r| r.can.len())
+        .max()
+        .unwrap_or(0);
+    let print = |rows: &[Row]| {
+        for row in rows {
+            println!(
+                "  {:<name_width$}  {:<10}  {:<can_width$}  {}",
+                row.name, row.state, row.can, row.description
+            );
+            if !row.verified.is_empty() {
+                println!(
+                    "  {:<name_width$}  {:<10}  {:<can_width$}  verified: {}",
+                    "", "", "", row.verified
+                );
+            }
+        }
+    };
+    println!("models (--model NAME; an NLI model labels themes and stances zero-shot by itself):");
+    print(&models);
+    println!("stance models (--stance NAME; built in, no download):");
+    print(&stance);
 }

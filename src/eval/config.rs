@@ -1,5 +1,6 @@
 //! `eval --compare` configuration files: TOML naming a `model`, its `head`s and a `schema`
-//! (and optionally `name`, `dtype`), with paths relative to the file.
+//! (and optionally `name`, `dtype`, and the `stance` model and `theme_head` of `--stance` and
+//! `--theme-head`), with paths relative to the file.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,8 @@ struct ConfigFile {
     head: HeadList,
     schema: Option<String>,
     dtype: Option<String>,
+    stance: Option<String>,
+    theme_head: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -38,6 +41,10 @@ pub struct CompareConfig {
     pub heads: Vec<PathBuf>,
     pub schema: Option<PathBuf>,
     pub dtype: Option<String>,
+    /// As `--stance`: a stance model name or folder, `prototype`, or `nli`.
+    pub stance: Option<String>,
+    /// As `--theme-head`: `prototype`, `entailment` or `nli`.
+    pub theme_head: Option<String>,
 }
 
 impl CompareConfig {
@@ -52,14 +59,17 @@ impl CompareConfig {
             message: e.message().split_whitespace().collect::<Vec<_>>().join(" "),
         })?;
         let folder = path.parent().unwrap_or(Path::new("."));
-        let model = config.model.map(|m| {
+        // A model or stance model is a folder (relative to this file) where one exists, else a name.
+        let name_or_folder = |m: String| {
             let candidate = relative_to(folder, &m);
             if candidate.exists() {
                 candidate.display().to_string()
             } else {
                 m
             }
-        });
+        };
+        let model = config.model.map(name_or_folder);
+        let stance = config.stance.map(name_or_folder);
         let heads = match &config.head {
             HeadList::None => Vec::new(),
             HeadList::One(h) => vec![relative_to(folder, h)],
@@ -76,6 +86,8 @@ impl CompareConfig {
             heads,
             schema: config.schema.map(|s| relative_to(folder, &s)),
             dtype: config.dtype,
+            stance,
+            theme_head: config.theme_head,
         })
     }
 }

