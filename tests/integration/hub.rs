@@ -708,3 +708,95 @@ fn issue_13_models_list_says_what_each_model_can_do_and_how_it_is_verified() {
     assert!(list.matches("verified: ").count() >= 6, "{list}");
     assert!(list.contains("tests/integration/hub.rs"), "{list}");
 }
+
+/// Point 1, "as sentence encoders where a sentence-transformers folder says so": each tiny
+/// model's weights without its head, in a sentence-transformers folder (mean pooling, Normalize),
+/// embed as transformers' base model does (`encoder.jsonl`), on every engine that runs the
+/// architecture, and a text embedded in a batch equals it embedded alone.
+#[test]
+fn issue_13_every_architecture_embeds_as_a_sentence_encoder_like_transformers() {
+    let references = read_jsonl("encoder.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    for (name, base_class) in [
+        ("bert", "BertModel"),
+        ("roberta", "RobertaModel"),
+        ("xlm-roberta", "XLMRobertaModel"),
+        ("deberta-v3", "DebertaV2Model"),
+    ] {
+        let folder = dir.path().join(name);
+        std::fs::create_dir_all(folder.join("1_Pooling")).unwrap();
+        for file in ["tokenizer.json", "model.safetensors"] {
+            std::fs::copy(model_folder(name).join(file), folder.join(file)).unwrap();
+        }
+        let mut config: serde_json::Map<String, Value> = serde_json::from_str(
+            &std::fs::read_to_string(model_folder(name).join("config.json")).unwrap(),
+        )
+        .unwrap();
+        config.remove("id2label");
+        config.remove("label2id");
+        config.insert("architectures".into(), serde_json::json!([base_class]));
+        std::fs::write(
+            folder.join("config.json"),
+            Value::Object(config).to_string(),
+        )
+        .unwrap();
+        std::fs::write(
+            folder.join("modules.json"),
+            r#"[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]"#,
+        )
+        .unwrap();
+        std::fs::write(
+            folder.join("1_Pooling/config.json"),
+            r#"{"word_embedding_dimension": 32, "pooling_mode_cls_token": false, "pooling_mode_mean_tokens": true}"#,
+        )
+        .unwrap();
+        let resolved = ModelSpec::parse(Some(folder.to_str().unwrap()))
+            .unwrap()
+            .resolve(&mut |_| {})
+            .unwrap();
+        let cases: Vec<&Value> = references.iter().filter(|r| r["model"] == name).collect();
+        assert!(cases.len() >= 20, "{name}: {} texts", cases.len());
+        let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
+        for engine in engines(name) {
+            let embedder = stancer::encode::embed::Embedder::load_engine(
+                &resolved,
+                &Device::Cpu,
+                DType::F32,
+                engine,
+            )
+            .unwrap();
+            assert!(embedder.gives_vectors(), "{name}");
+            let batched = embedder.embed_passages(&texts).unwrap();
+            let mut worst = 0.0f32;
+            for (case, embedding) in cases.iter().zip(&batched) {
+                let tokenized = embedder
+                    .tokenize(&[case["text"].as_str().unwrap()])
+                    .unwrap();
+                assert_eq!(
+                    tokenized[0].windows[0],
+                    ids(&case["ids"]),
+                    "{name} {}",
+                    case["name"]
+                );
+                worst = worst.max(max_abs_difference(
+                    &embedding.vector,
+                    &floats(&case["embedding"]),
+                ));
+                let alone = embedder
+                    .embed_passages(&[case["text"].as_str().unwrap()])
+                    .unwrap();
+                let difference = max_abs_difference(&alone[0].vector, &embedding.vector);
+                let bar = if engine == Engine::Packed { 0.0 } else { 1e-6 };
+                assert!(
+                    difference <= bar,
+                    "{name} {engine:?} {}: batched vs alone {difference}",
+                    case["name"]
+                );
+            }
+            eprintln!("{name} {engine:?}: worst |vector - transformers| {worst:.1e}");
+            assert!(worst <= 1e-5, "{name} {engine:?}: {worst}");
+        }
+    }
+}

@@ -23,6 +23,8 @@ Each tokenizer is trained with the `tokenizers` library on the fixed in-script c
     hub/pairs.jsonl       per (premise, hypothesis) pair: the windows, each window's logits, and
                           the length-weighted mean logits (the window rule of stancer's Rust code)
     hub/zero_shot.jsonl   transformers' zero-shot-classification pipeline scores
+    hub/encoder.jsonl     the same weights as a sentence encoder (the base model without its head,
+                          mean pooling over every token, L2-normalised), for texts of one window
     hub/manifest.json     per model: labels, special-token counts, model inputs, versions
 
 See README.md ("Hub NLI models (issue 13)") for the formats and the exact window rule.
@@ -803,6 +805,7 @@ def main() -> None:
 
     pair_records = []
     zs_records = []
+    encoder_records = []
     manifest = {"max_tokens": MAX_TOKENS, "versions": versions, "models": {}}
 
     for name, spec in MODELS.items():
@@ -1005,6 +1008,31 @@ def main() -> None:
                 "scores": {lab: fmt_f32(scores[lab]) for lab in labels},
             })
 
+        # ---- as a sentence encoder (the same weights, without the head) ------------------------
+        # sentence-transformers' recipe: the base model's last hidden states, mean over every real
+        # token (special tokens included), L2-normalised. Texts that fit one window.
+        base = model.base_model
+        for case_name, premise, _ in PAIR_CASES:
+            enc = auto_tok(premise, truncation=False)
+            ids = list(enc["input_ids"])
+            if len(ids) > MAX_TOKENS:
+                continue
+            assert ids == tok.encode(premise).ids, (name, case_name)
+            inputs = {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
+            if feeds_type_ids:
+                inputs["token_type_ids"] = torch.zeros(1, len(ids), dtype=torch.long)
+            with torch.no_grad():
+                hidden = base(**inputs).last_hidden_state[0].double().numpy()
+            mean = hidden.mean(axis=0)
+            vector = mean / np.linalg.norm(mean)
+            encoder_records.append({
+                "model": name,
+                "name": case_name,
+                "text": premise,
+                "ids": ids,
+                "embedding": [fmt_f32(x) for x in vector.tolist()],
+            })
+
         manifest["models"][name] = {
             "architecture": model_classes[name].__name__,
             "tokenizer_class": type(auto_tok).__name__,
@@ -1029,9 +1057,13 @@ def main() -> None:
     with open(out_dir / "zero_shot.jsonl", "w", encoding="utf-8", newline="\n") as f:
         for r in zs_records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    with open(out_dir / "encoder.jsonl", "w", encoding="utf-8", newline="\n") as f:
+        for r in encoder_records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
     with open(out_dir / "manifest.json", "w", encoding="utf-8", newline="\n") as f:
         f.write(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n")
-    print(f"wrote {out_dir}: {len(pair_records)} pairs, {len(zs_records)} zero-shot cases "
+    print(f"wrote {out_dir}: {len(pair_records)} pairs, {len(zs_records)} zero-shot cases, "
+          f"{len(encoder_records)} encoder texts "
           f"in {time.monotonic() - t_start:.1f} s")
 
 
