@@ -188,10 +188,15 @@ fn is_list_item(text: &str) -> bool {
         && (text[digits..].starts_with(". ") || text[digits..].starts_with(") "))
 }
 
-/// Whether a line ends like a sentence (after closing quotes and brackets).
+/// Whether a line ends like a sentence (after closing quotes and brackets), in Latin, Cyrillic
+/// or CJK punctuation (Chinese and Japanese end sentences with full-width marks).
 fn ends_sentence(text: &str) -> bool {
-    let stripped = text.trim_end_matches(['"', '\'', '”', '’', '»', ')', ']', '*', '_']);
-    stripped.ends_with(['.', '!', '?', ';', ':', '…', ','])
+    let stripped = text.trim_end_matches([
+        '"', '\'', '”', '’', '»', ')', ']', '*', '_', '」', '』', '》', '）', '】', '〉',
+    ]);
+    stripped.ends_with([
+        '.', '!', '?', ';', ':', '…', ',', '。', '！', '？', '；', '：', '，', '．',
+    ])
 }
 
 /// A short line without final punctuation that does not start in lower case: a heading, a
@@ -338,5 +343,20 @@ mod tests {
         assert!(split("").is_empty());
         assert!(split(" \n\r\n\t\n").is_empty());
         assert!(split("\u{feff}").is_empty());
+    }
+
+    #[test]
+    fn chinese_paragraphs_ending_in_full_width_marks_are_paragraphs_not_titles() {
+        let source = "中俄关系\n中国的立场很明确。\n俄罗斯会同意吗？\n他说：“这是最后的机会。”\n";
+        let blocks = split(source);
+        assert_eq!(
+            texts(&blocks),
+            [
+                "中国的立场很明确。",
+                "俄罗斯会同意吗？",
+                "他说：“这是最后的机会。”"
+            ]
+        );
+        assert_eq!(blocks[0].section.as_deref(), Some("中俄关系"));
     }
 }
