@@ -9,6 +9,8 @@ mod classify;
 mod cli_errors;
 #[path = "integration/common.rs"]
 mod common;
+#[path = "integration/e5.rs"]
+mod e5;
 #[path = "integration/encoder.rs"]
 mod encoder;
 #[path = "integration/eval.rs"]

@@ -91,7 +91,15 @@ impl Embedder {
                 ),
             });
         }
-        let tokenizer = TextTokenizer::load(&model.files.tokenizer, model.max_tokens)?;
+        let tokenizer = TextTokenizer::load(&model.files.tokenizer, model.max_tokens)?
+            .with_windows(model.windows);
+        let mut settings = format!(
+            "pooling={:?} normalize={} passage_prefix={:?} query_prefix={:?}",
+            model.pooling, model.normalize, model.passage_prefix, model.query_prefix
+        );
+        if model.windows != crate::encode::tokenize::Windows::Overlapping {
+            settings.push_str(&format!(" windows={:?}", model.windows));
+        }
         Ok(Self {
             tokenizer,
             encoder: std::sync::Arc::from(encoder),
@@ -101,10 +109,7 @@ impl Embedder {
             batch_tokens: DEFAULT_BATCH_TOKENS,
             max_rows: DEFAULT_MAX_ROWS,
             name: model.name.clone(),
-            settings: format!(
-                "pooling={:?} normalize={} passage_prefix={:?} query_prefix={:?}",
-                model.pooling, model.normalize, model.passage_prefix, model.query_prefix
-            ),
+            settings,
         })
     }
 
@@ -232,8 +237,13 @@ impl Embedder {
             real_tokens
         };
 
-        // Pool windows: a mean weighted by each window's length, then normalise. A paragraph of
-        // one window keeps the model's own numbers bit for bit.
+        // Pool windows: a mean weighted by each window's length (or, with disjoint windows, its
+        // content tokens), then normalise. A paragraph of one window keeps the model's own
+        // numbers bit for bit.
+        let specials = match self.tokenizer.windows_rule() {
+            crate::encode::tokenize::Windows::Overlapping => 0,
+            crate::encode::tokenize::Windows::Disjoint => self.tokenizer.special_tokens(),
+        };
         let mut vectors = vectors.into_iter();
         let mut embeddings = Vec::with_capacity(tokenized.len());
         for t in &tokenized {
@@ -248,10 +258,11 @@ impl Embedder {
                     let v = vectors
                         .next()
                         .expect("this is a bug: fewer vectors than windows");
+                    let length = window.len() - specials;
                     for (s, x) in sum.iter_mut().zip(&v) {
-                        *s += f64::from(*x) * window.len() as f64;
+                        *s += f64::from(*x) * length as f64;
                     }
-                    weight += window.len();
+                    weight += length;
                 }
                 sum.iter().map(|s| (s / weight as f64) as f32).collect()
             };

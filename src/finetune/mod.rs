@@ -290,19 +290,14 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
     write_jsonl(&options.out.join("heldout-test.jsonl"), &test)?;
 
     // Model.
-    let config = crate::encode::model::read_bert_config(&options.base_files.config)?;
+    let config = options.base_files.bert_config()?;
     let tokenizer = TextTokenizer::load(&options.base_files.tokenizer, hyper.max_tokens)?;
     if !tokenizer.encodes_pairs() {
         return Err(Error::Usage {
             message: "the base model's tokenizer does not encode text pairs".into(),
         });
     }
-    let base = candle_core::safetensors::load(&options.base_files.weights, &Device::Cpu).map_err(
-        |source| Error::LoadWeights {
-            path: options.base_files.weights.clone(),
-            source,
-        },
-    )?;
+    let base = options.base_files.tensors()?;
     let lora = LoraSettings {
         rank: hyper.rank,
         alpha: hyper.alpha,

