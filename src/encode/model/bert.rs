@@ -10,6 +10,9 @@
 //!
 //! This file holds only the model: no I/O, no tokenization, no printing.
 
+use std::collections::HashMap;
+
+use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::Deserialize;
@@ -91,17 +94,119 @@ pub(crate) fn linear(vb: VarBuilder, inputs: usize, outputs: usize) -> candle_co
     Ok(Linear::new(weight, Some(bias)))
 }
 
+/// Weights kept in Q4_0 blocks (an E5S1 container's), by checkpoint name: the matrices whose
+/// products candle's quantized matmul computes (activations quantised to Q8_0 per block of 32),
+/// and the word embeddings, dequantised a row at a time as they are looked up.
+pub struct Quantized {
+    /// name -> (raw Q4_0 blocks, [rows, columns]).
+    pub blocks: HashMap<String, (Vec<u8>, Vec<usize>)>,
+}
+
+impl Quantized {
+    fn matmul(&self, names: &[String], device: &Device) -> candle_core::Result<Option<QMatMul>> {
+        let mut bytes = Vec::new();
+        let (mut rows, mut columns) = (0, 0);
+        for name in names {
+            let Some((data, shape)) = self.blocks.get(name) else {
+                return Ok(None);
+            };
+            bytes.extend_from_slice(data);
+            rows += shape[0];
+            columns = shape[1];
+        }
+        let tensor = candle_core::quantized::ggml_file::qtensor_from_ggml(
+            GgmlDType::Q4_0,
+            &bytes,
+            vec![rows, columns],
+            device,
+        )?;
+        Ok(Some(QMatMul::from_qtensor(tensor)?))
+    }
+}
+
+/// A linear layer in f32 (or the model's dtype), or on Q4_0 weights.
+pub(crate) enum Dense {
+    Float(Linear),
+    Q4 { weight: QMatMul, bias: Tensor },
+}
+
+impl Dense {
+    /// The layer of the tensors `names` (concatenated by rows when several), quantized where
+    /// `quantized` holds them all.
+    fn load(
+        vb: &VarBuilder,
+        names: &[&str],
+        inputs: usize,
+        outputs: usize,
+        quantized: Option<&Quantized>,
+    ) -> candle_core::Result<Self> {
+        let bias = Tensor::cat(
+            &names
+                .iter()
+                .map(|n| vb.get(outputs, &format!("{n}.bias")))
+                .collect::<candle_core::Result<Vec<_>>>()?,
+            0,
+        )?;
+        if let Some(quantized) = quantized {
+            let full: Vec<String> = names
+                .iter()
+                .map(|n| format!("{}.{n}.weight", vb.prefix()))
+                .collect();
+            if let Some(weight) = quantized.matmul(&full, vb.device())? {
+                return Ok(Dense::Q4 { weight, bias });
+            }
+        }
+        let weight = Tensor::cat(
+            &names
+                .iter()
+                .map(|n| vb.get((outputs, inputs), &format!("{n}.weight")))
+                .collect::<candle_core::Result<Vec<_>>>()?,
+            0,
+        )?;
+        Ok(Dense::Float(Linear::new(weight, Some(bias))))
+    }
+}
+
+impl Module for Dense {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Dense::Float(linear) => linear.forward(xs),
+            Dense::Q4 { weight, bias } => weight.forward(xs)?.broadcast_add(bias),
+        }
+    }
+}
+
+/// Word embeddings in the model's dtype, or in Q4_0 blocks.
+enum Words {
+    Float(Embedding),
+    Q4(QMatMul),
+}
+
 /// `embeddings.*`: word + position + token type, then LayerNorm.
 struct Embeddings {
-    word: Embedding,
+    word: Words,
     position: Embedding,
     token_type: Embedding,
     norm: LayerNorm,
 }
 
 impl Embeddings {
-    fn load(vb: VarBuilder, cfg: &BertConfig) -> candle_core::Result<Self> {
-        let word = candle_nn::embedding(cfg.vocab_size, cfg.hidden_size, vb.pp("word_embeddings"))?;
+    fn load(
+        vb: VarBuilder,
+        cfg: &BertConfig,
+        quantized: Option<&Quantized>,
+    ) -> candle_core::Result<Self> {
+        let name = format!("{}.word_embeddings.weight", vb.prefix());
+        let word = match quantized.map(|q| q.matmul(&[name], vb.device())) {
+            Some(result) if result.as_ref().is_ok_and(Option::is_some) => {
+                Words::Q4(result?.expect("checked"))
+            }
+            _ => Words::Float(candle_nn::embedding(
+                cfg.vocab_size,
+                cfg.hidden_size,
+                vb.pp("word_embeddings"),
+            )?),
+        };
         let position = candle_nn::embedding(
             cfg.max_position_embeddings,
             cfg.hidden_size,
@@ -128,19 +233,23 @@ impl Embeddings {
         type_ids: &Tensor,
         positions: &Tensor,
     ) -> candle_core::Result<Tensor> {
-        let summed = ((self.word.forward(ids)? + self.position.forward(positions)?)?
-            + self.token_type.forward(type_ids)?)?;
+        let words = match &self.word {
+            Words::Float(embedding) => embedding.forward(ids)?,
+            Words::Q4(blocks) => blocks.embedding(ids)?,
+        };
+        let summed =
+            ((words + self.position.forward(positions)?)? + self.token_type.forward(type_ids)?)?;
         self.norm.forward(&summed)
     }
 }
 
 /// One `encoder.layer.N`: self-attention with a fused QKV projection, then the feed-forward block.
 struct Layer {
-    qkv: Linear,
-    attention_output: Linear,
+    qkv: Dense,
+    attention_output: Dense,
     attention_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
+    intermediate: Dense,
+    output: Dense,
     output_norm: LayerNorm,
     heads: usize,
     head_size: usize,
@@ -148,44 +257,48 @@ struct Layer {
 }
 
 impl Layer {
-    fn load(vb: VarBuilder, cfg: &BertConfig) -> candle_core::Result<Self> {
+    fn load(
+        vb: VarBuilder,
+        cfg: &BertConfig,
+        quantized: Option<&Quantized>,
+    ) -> candle_core::Result<Self> {
         let hidden = cfg.hidden_size;
         let attention = vb.pp("attention");
-        let this = attention.pp("self");
-        let parts = ["query", "key", "value"]
-            .iter()
-            .map(|name| linear(this.pp(name), hidden, hidden))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let weight = Tensor::cat(
-            &parts.iter().map(|l| l.weight().clone()).collect::<Vec<_>>(),
-            0,
-        )?;
-        let bias = Tensor::cat(
-            &parts
-                .iter()
-                .map(|l| {
-                    l.bias()
-                        .expect("this is a bug: linear without bias")
-                        .clone()
-                })
-                .collect::<Vec<_>>(),
-            0,
-        )?;
         let heads = cfg.num_attention_heads;
         Ok(Self {
-            qkv: Linear::new(weight, Some(bias)),
-            attention_output: linear(attention.pp("output").pp("dense"), hidden, hidden)?,
+            qkv: Dense::load(
+                &attention.pp("self"),
+                &["query", "key", "value"],
+                hidden,
+                hidden,
+                quantized,
+            )?,
+            attention_output: Dense::load(
+                &attention.pp("output"),
+                &["dense"],
+                hidden,
+                hidden,
+                quantized,
+            )?,
             attention_norm: LayerNorm::load(
                 attention.pp("output").pp("LayerNorm"),
                 hidden,
                 cfg.layer_norm_eps,
             )?,
-            intermediate: linear(
-                vb.pp("intermediate").pp("dense"),
+            intermediate: Dense::load(
+                &vb.pp("intermediate"),
+                &["dense"],
                 hidden,
                 cfg.intermediate_size,
+                quantized,
             )?,
-            output: linear(vb.pp("output").pp("dense"), cfg.intermediate_size, hidden)?,
+            output: Dense::load(
+                &vb.pp("output"),
+                &["dense"],
+                cfg.intermediate_size,
+                hidden,
+                quantized,
+            )?,
             output_norm: LayerNorm::load(
                 vb.pp("output").pp("LayerNorm"),
                 hidden,
@@ -241,10 +354,24 @@ pub struct Bert {
 
 impl Bert {
     pub fn load(vb: VarBuilder, cfg: &BertConfig, pooling: Pooling) -> candle_core::Result<Self> {
-        let vb = checkpoint_root(vb);
-        let embeddings = Embeddings::load(vb.pp("embeddings"), cfg)?;
+        Self::load_quantized(vb, cfg, pooling, None)
+    }
+
+    /// Loads with the matrices (and word embeddings) that `quantized` holds kept in Q4_0.
+    pub fn load_quantized(
+        vb: VarBuilder,
+        cfg: &BertConfig,
+        pooling: Pooling,
+        quantized: Option<&Quantized>,
+    ) -> candle_core::Result<Self> {
+        // Quantized word embeddings are not in the VarBuilder; their names are bare.
+        let vb = match quantized {
+            Some(q) if q.blocks.contains_key("embeddings.word_embeddings.weight") => vb,
+            _ => checkpoint_root(vb),
+        };
+        let embeddings = Embeddings::load(vb.pp("embeddings"), cfg, quantized)?;
         let layers = (0..cfg.num_hidden_layers)
-            .map(|i| Layer::load(vb.pp("encoder").pp(format!("layer.{i}")), cfg))
+            .map(|i| Layer::load(vb.pp("encoder").pp(format!("layer.{i}")), cfg, quantized))
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Self {
             embeddings,

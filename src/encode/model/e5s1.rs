@@ -351,6 +351,43 @@ impl Container {
     }
 }
 
+impl Container {
+    /// The f32 tensors as tensors, and the Q4_0 ones as their raw blocks with their shapes
+    /// (for candle's quantized matmul), under their BERT names.
+    #[allow(clippy::type_complexity)]
+    pub fn split(
+        &self,
+        device: &Device,
+    ) -> Result<(
+        HashMap<String, Tensor>,
+        HashMap<String, (Vec<u8>, Vec<usize>)>,
+    )> {
+        let mut tensors = HashMap::new();
+        let mut blocks = HashMap::new();
+        for entry in &self.entries {
+            match entry.kind {
+                Kind::F32 => {
+                    let values: Vec<f32> = self
+                        .bytes(entry)
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+                        .collect();
+                    let tensor = Tensor::from_vec(values, entry.shape.as_slice(), device)
+                        .map_err(Error::encoder)?;
+                    tensors.insert(entry.name.clone(), tensor);
+                }
+                Kind::Q4_0 => {
+                    blocks.insert(
+                        entry.name.clone(),
+                        (self.bytes(entry).to_vec(), entry.shape.clone()),
+                    );
+                }
+            }
+        }
+        Ok((tensors, blocks))
+    }
+}
+
 /// Q4_0 blocks to f32: `(nibble - 8) * d`, low nibbles first.
 pub fn dequantise_q4_0(blocks: &[u8]) -> Vec<f32> {
     let mut out = Vec::with_capacity(blocks.len() / BLOCK_BYTES * BLOCK);

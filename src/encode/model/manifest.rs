@@ -42,6 +42,13 @@ const BUILTIN: &[(&str, &str)] = &[
         )),
     ),
     (
+        "e5-small-multilingual-q4.toml",
+        include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/models/e5-small-multilingual-q4.toml"
+        )),
+    ),
+    (
         "nli-deberta-v3-xsmall.toml",
         include_str!(concat!(
             env!("CARGO_MANIFEST_DIR"),

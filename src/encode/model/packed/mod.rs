@@ -105,6 +105,7 @@ impl Linear {
             Matmul::F32 => Product::F32(weight_t),
             Matmul::Int8 => Product::Int8(int8::Weights::quantize(&weight_t, inputs, outputs)),
             Matmul::Bf16 => Product::Bf16(bf16::Weights::round(&weight_t, inputs, outputs)),
+            Matmul::Q4 => candle_core::bail!("this is a bug: q4 products run on candle"),
         };
         Ok(Self {
             product,
