@@ -145,6 +145,8 @@ print("(the shipped model's flags otherwise) chose bias offsets favor -0.2, agai
 print("rows, moving their macro-F1 from 0.635 to 0.636. On stage 3 (`--init minilm-l6-stance`, the same flags,")
 print("`--seed 1`; the validation part held 600 rows) it chose favor -0.2, against 0.0: 0.650 to 0.651. Both within")
 print("noise, so no stage is calibrated.")
+# Runs of 2026-12-02 (evening) whose reports were not kept: their numbers, as measured.
+print(open("eval/stance-tried-2026-12-02.md").read(), end="")
 print("\n## Commands\n")
 print("```")
 for name, command in commands.items():

@@ -215,3 +215,145 @@ fn real_model_e5_batch_invariance_on_both_engines() {
         assert_eq!(q4_alone[0].vector, q4_batched[i].vector, "q4, text {i}");
     }
 }
+
+/// Point 4-5: stance fine-tuning runs on the e5 base and its adapter says so; an adapter or a
+/// trained head refuses a base it was not made on, naming the one it needs.
+#[test]
+fn real_model_e5_finetunes_and_adapters_and_heads_refuse_the_other_base() {
+    let _ = resolved("e5-small-multilingual");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pairs.jsonl");
+    let mut rows = String::new();
+    for (i, (text, stance)) in [
+        ("Coal plants must close; they poison our air.", "against"),
+        ("Kohle ist billig und sichert Arbeitsplätze.", "favor"),
+        ("Уголь остаётся основой нашей энергетики.", "favor"),
+        ("The weather was mild this week.", "none"),
+    ]
+    .iter()
+    .cycle()
+    .take(48)
+    .enumerate()
+    {
+        rows.push_str(&format!(
+            "{}\n",
+            serde_json::json!({"id": format!("r{i}-{}", i / 4), "text": format!("{text} ({})", i / 4), "target": "coal power", "stance": stance})
+        ));
+    }
+    std::fs::write(&data, rows).unwrap();
+    let adapter = dir.path().join("e5-stance");
+    let output = super::common::stancer()
+        .arg("finetune")
+        .arg(&data)
+        .args([
+            "--base",
+            "e5-small-multilingual",
+            "--max-steps",
+            "2",
+            "--batch",
+            "4",
+        ])
+        .args([
+            "--val-rows",
+            "4",
+            "--eval-every",
+            "2",
+            "--threads",
+            "1",
+            "--licence",
+            "test rows",
+        ])
+        .arg("--out")
+        .arg(&adapter)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let card: Value =
+        serde_json::from_str(&std::fs::read_to_string(adapter.join("card.json")).unwrap()).unwrap();
+    assert_eq!(card["base"]["name"], "e5-small-multilingual");
+    assert_eq!(
+        card["base"]["sha256"],
+        "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
+    );
+    // Continuing it on another base is refused, naming its own.
+    let output = super::common::stancer()
+        .arg("finetune")
+        .arg(&data)
+        .args([
+            "--base",
+            "minilm-l6",
+            "--max-steps",
+            "1",
+            "--licence",
+            "test rows",
+        ])
+        .arg("--init")
+        .arg(&adapter)
+        .arg("--out")
+        .arg(dir.path().join("again"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--base e5-small-multilingual"), "{stderr}");
+    // It labels with its own base whatever --model is.
+    let output = super::common::stancer()
+        .args([
+            "classify",
+            "-",
+            "--format",
+            "jsonl",
+            "--quiet",
+            "--target",
+            "coal power",
+        ])
+        .arg("--stance")
+        .arg(&adapter)
+        .write_stdin("Kohlekraftwerke müssen schließen.\n")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let record: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        record["stance"]["coal power"]["label"].is_string(),
+        "{record}"
+    );
+    // A head trained on minilm-l6's vectors refuses e5's.
+    let head = dir.path().join("head");
+    let output = super::common::stancer()
+        .arg("train")
+        .arg(&data)
+        .args(["--task", "stance", "--quiet", "--out"])
+        .arg(&head)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = super::common::stancer()
+        .args([
+            "classify",
+            "-",
+            "--model",
+            "e5-small-multilingual",
+            "--quiet",
+            "--head",
+        ])
+        .arg(&head)
+        .write_stdin("Kohlekraftwerke müssen schließen.\n")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("run with --model minilm-l6"), "{stderr}");
+}

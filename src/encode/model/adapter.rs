@@ -254,9 +254,9 @@ impl Adapter {
     pub fn check_base(&self, name: &str, sha256: &str) -> Result<()> {
         if self.card.base.sha256 != sha256 {
             return Err(self.fail(format!(
-                "the adapter was trained on '{}' (model.safetensors sha256 {}), not on '{name}' \
-                 ({sha256}); pass the base it was made for",
-                self.card.base.name, self.card.base.sha256
+                "the adapter was trained on '{}' (weights sha256 {}), not on '{name}' \
+                 ({sha256}); pass the base it was made for (--base {})",
+                self.card.base.name, self.card.base.sha256, self.card.base.name
             )));
         }
         Ok(())
