@@ -80,6 +80,7 @@ pub fn measure_classify(
             end: text.len(),
             text: text.to_string(),
             target: None,
+            row: true,
         })
         .collect();
     let mut results = Vec::with_capacity(passes);

@@ -24,6 +24,20 @@ pub struct Paragraph {
     pub text: String,
     /// A JSON Lines row's own `target`, if it has one.
     pub target: Option<String>,
+    /// Whether this is a JSON Lines row, which `--shard` assigns on its own (by `id`), rather
+    /// than a paragraph of a text document, which goes with its document.
+    pub row: bool,
+}
+
+impl Paragraph {
+    /// What `--shard` assigns: a row's id, or a text paragraph's document.
+    pub fn shard_key(&self) -> &str {
+        if self.row {
+            &self.id
+        } else {
+            &self.doc
+        }
+    }
 }
 
 /// Where paragraphs come from.
@@ -149,6 +163,7 @@ pub fn document_paragraphs(doc: &str, text: &str) -> Vec<Paragraph> {
             end: block.end,
             text: block.text,
             target: None,
+            row: false,
         })
         .collect()
 }
@@ -273,6 +288,7 @@ impl JsonlRows {
             end: line_start + raw.trim_end_matches(['\n', '\r']).len(),
             text: text.to_string(),
             target,
+            row: true,
         }))
     }
 }
