@@ -128,6 +128,10 @@ print("- VAST **test** set, macro-F1 (zero-shot): the dataset paper's model 65.7
 print("  the **dev** set with folds split by target, so every scored target is unseen in training, as in VAST's")
 print("  zero-shot setting.")
 print()
+print("Other encoders side by side with this one, with paired tests: `eval/RESULTS-multilingual.md`")
+print("(e5-small-multilingual, on the fixtures, their translations and these sets); stance models:")
+print("`eval/RESULTS-stance.md`.")
+print()
 print("## Commands")
 print()
 for name, command in commands.items():

@@ -21,5 +21,7 @@ mod finetune;
 mod hub;
 #[path = "integration/models.rs"]
 mod models;
+#[path = "integration/shards.rs"]
+mod shards;
 #[path = "integration/train.rs"]
 mod train;

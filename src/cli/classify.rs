@@ -138,7 +138,9 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
     let (mut output, done, started) = match &args.output {
         Some(path) => {
             let (file, done, started) =
-                Resumable::open(path, &identity, args.resume, &mut |line| notice(quiet, line))?;
+                Resumable::open(path, &identity, args.resume, &mut |line| {
+                    notice(quiet, line)
+                })?;
             (Sink::File(Box::new(file)), done, started)
         }
         None => (Sink::Stdout(Output::open(None)?), 0, false),
@@ -179,10 +181,9 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
     for (source, kept) in readable {
         let mut paragraphs: Box<dyn Iterator<Item = stancer::Result<Paragraph>>> = match kept {
             Some(p) => Box::new(p.into_iter().map(Ok)),
-            None => Box::new(
-                input::stream(&source)?
-                    .filter(|p| p.as_ref().map_or(true, |p| in_shard(p))),
-            ),
+            None => {
+                Box::new(input::stream(&source)?.filter(|p| p.as_ref().map_or(true, &in_shard)))
+            }
         };
         while skip > 0 {
             match paragraphs.next() {

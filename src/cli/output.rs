@@ -130,7 +130,9 @@ impl Resumable {
                     })
                 })?),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(e).with_context(|| format!("cannot read {}", state_path.display())),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot read {}", state_path.display()))
+                }
             }
         } else {
             None
@@ -182,7 +184,8 @@ impl Resumable {
                         path.display()
                     ));
                 }
-                let file = std::fs::File::create(&partial).with_context(|| write_error(&partial))?;
+                let file =
+                    std::fs::File::create(&partial).with_context(|| write_error(&partial))?;
                 (file, 0, 0)
             }
         };
@@ -205,11 +208,14 @@ impl Resumable {
 
     /// Makes everything written so far durable and records it: `records` in all.
     pub fn checkpoint(&mut self, records: u64) -> anyhow::Result<()> {
-        let partial = self.partial.clone();
-        let fail = || format!("cannot write {}", partial.display());
-        self.writer.flush().with_context(fail)?;
+        if let Err(e) = self.writer.flush() {
+            return Err(self.explain(e).into());
+        }
+        let synced = self.writer.get_ref().inner.sync_data();
+        if let Err(e) = synced {
+            return Err(self.explain(e).into());
+        }
         let file = self.writer.get_ref();
-        file.inner.sync_data().with_context(fail)?;
         self.bytes = file.written;
         let state = ResumeState {
             command: self.identity.clone(),
@@ -238,13 +244,27 @@ impl Resumable {
     }
 }
 
+impl Resumable {
+    /// An I/O error on the partial, naming it and saying how to continue.
+    fn explain(&self, error: std::io::Error) -> std::io::Error {
+        std::io::Error::new(
+            error.kind(),
+            format!(
+                "cannot write {}: {error}; what was written before is kept: make room and rerun \
+                 the same command with --resume",
+                self.partial.display()
+            ),
+        )
+    }
+}
+
 impl Write for Resumable {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.writer.write(buf)
+        self.writer.write(buf).map_err(|e| self.explain(e))
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.writer.flush()
+        self.writer.flush().map_err(|e| self.explain(e))
     }
 }
 
