@@ -13,6 +13,7 @@ pub mod error;
 pub mod eval;
 pub mod finetune;
 pub mod label;
+pub mod pipeline;
 pub mod text;
 
 pub use error::{Error, Result};

@@ -80,6 +80,19 @@ pub struct ModelArgs {
     pub quiet: bool,
 }
 
+impl ModelArgs {
+    /// The flags as the library's settings.
+    pub fn settings(&self) -> stancer::pipeline::ModelSettings {
+        stancer::pipeline::ModelSettings {
+            model: self.model.clone(),
+            device: self.device,
+            dtype: self.dtype.clone(),
+            batch_tokens: self.batch_tokens,
+            engine: self.engine,
+        }
+    }
+}
+
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
