@@ -134,18 +134,23 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
             Err(e) => return Err(e.into()),
         }
     }
-    let identity = command_identity(&args);
-    let (mut output, done, started) = match &args.output {
-        Some(path) => {
-            let (file, done, started) =
-                Resumable::open(path, &identity, args.resume, &mut |line| {
-                    notice(quiet, line)
-                })?;
-            (Sink::File(Box::new(file)), done, started)
-        }
-        None => (Sink::Stdout(Output::open(None)?), 0, false),
+    // The output opens only once the inputs are read (and, below, the model loaded), so bad
+    // input or a model that cannot load leaves no partial file behind.
+    let open_output = || -> anyhow::Result<(Sink, u64, bool)> {
+        let identity = command_identity(&args);
+        Ok(match &args.output {
+            Some(path) => {
+                let (file, done, started) =
+                    Resumable::open(path, &identity, args.resume, &mut |line| {
+                        notice(quiet, line)
+                    })?;
+                (Sink::File(Box::new(file)), done, started)
+            }
+            None => (Sink::Stdout(Output::open(None)?), 0, false),
+        })
     };
     if total == 0 {
+        let (output, _, _) = open_output()?;
         notice(
             quiet,
             &format!(
@@ -166,6 +171,7 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
         &args.stance,
         &args.model,
     )?;
+    let (mut output, done, started) = open_output()?;
     let mut classifier = Classifier::new(&embedder, &heads, &schema, &args.target)?;
     let mut writer = RecordWriter::new(format.into(), classifier.target_ids());
     let progress = progress_bar(total, quiet);

@@ -124,6 +124,21 @@ fn issue_15_malformed_shards_and_unresumable_runs_exit_2() {
         );
         assert!(!dir.path().join("x.jsonl").exists());
     }
+    // A model that cannot load leaves no partial output behind.
+    let broken = dir.path().join("broken-model");
+    std::fs::create_dir_all(&broken).unwrap();
+    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::write(broken.join(file), "{").unwrap();
+    }
+    let run = classify(dir.path(), broken.to_str().unwrap(), &["-o", "y.jsonl"]);
+    assert_eq!(
+        run.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(!dir.path().join("y.jsonl.partial").exists());
+    assert!(!dir.path().join("y.jsonl").exists());
     let run = classify(
         dir.path(),
         tiny(),
