@@ -388,6 +388,38 @@ impl Container {
     }
 }
 
+impl Container {
+    /// Every tensor in f32 except `kept`, which stays in its Q4_0 blocks (the word embeddings,
+    /// for the packed engine, which dequantises a row when it looks one up).
+    #[allow(clippy::type_complexity)]
+    pub fn dequantised_except(
+        &self,
+        device: &Device,
+        kept: &str,
+    ) -> Result<(HashMap<String, Tensor>, Option<Vec<u8>>)> {
+        let mut tensors = HashMap::with_capacity(self.entries.len());
+        let mut blocks = None;
+        for entry in &self.entries {
+            if entry.name == kept && entry.kind == Kind::Q4_0 {
+                blocks = Some(self.bytes(entry).to_vec());
+                continue;
+            }
+            let values = match entry.kind {
+                Kind::F32 => self
+                    .bytes(entry)
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+                    .collect(),
+                Kind::Q4_0 => dequantise_q4_0(self.bytes(entry)),
+            };
+            let tensor =
+                Tensor::from_vec(values, entry.shape.as_slice(), device).map_err(Error::encoder)?;
+            tensors.insert(entry.name.clone(), tensor);
+        }
+        Ok((tensors, blocks))
+    }
+}
+
 /// Q4_0 blocks to f32: `(nibble - 8) * d`, low nibbles first.
 pub fn dequantise_q4_0(blocks: &[u8]) -> Vec<f32> {
     let mut out = Vec::with_capacity(blocks.len() / BLOCK_BYTES * BLOCK);

@@ -238,9 +238,16 @@ impl LayerNorm {
     }
 }
 
+/// The word-embedding table: f32 rows, or Q4_0 blocks (an E5S1 container's) dequantised a row
+/// at a time, with the same values the whole table dequantised at load would hold.
+enum Words {
+    F32(Vec<f32>),
+    Q4(Vec<u8>),
+}
+
 /// `embeddings.*`: word + position + token type, then LayerNorm.
 struct Embeddings {
-    word: Vec<f32>,
+    word: Words,
     position: Vec<f32>,
     token_type: Vec<f32>,
     types: usize,
@@ -249,11 +256,24 @@ struct Embeddings {
 }
 
 impl Embeddings {
-    fn load(vb: VarBuilder, cfg: &BertConfig) -> candle_core::Result<Self> {
+    fn load(
+        vb: VarBuilder,
+        cfg: &BertConfig,
+        word_blocks: Option<Vec<u8>>,
+    ) -> candle_core::Result<Self> {
         let hidden = cfg.hidden_size;
-        let word = vb
-            .pp("word_embeddings")
-            .get((cfg.vocab_size, hidden), "weight")?;
+        let word = match word_blocks {
+            Some(blocks) => {
+                if !hidden.is_multiple_of(32) || blocks.len() != cfg.vocab_size * hidden / 32 * 18 {
+                    candle_core::bail!("the Q4_0 word embeddings do not fit the vocabulary");
+                }
+                Words::Q4(blocks)
+            }
+            None => Words::F32(to_vec(
+                &vb.pp("word_embeddings")
+                    .get((cfg.vocab_size, hidden), "weight")?,
+            )?),
+        };
         let position = vb
             .pp("position_embeddings")
             .get((cfg.max_position_embeddings, hidden), "weight")?;
@@ -261,7 +281,7 @@ impl Embeddings {
             .pp("token_type_embeddings")
             .get((cfg.type_vocab_size, hidden), "weight")?;
         Ok(Self {
-            word: to_vec(&word)?,
+            word,
             position: to_vec(&position)?,
             token_type: to_vec(&token_type)?,
             types: cfg.type_vocab_size,
@@ -273,7 +293,15 @@ impl Embeddings {
     /// Writes the embedding of `id` of segment `type_id` at `position` into `out` (one row).
     fn row(&self, id: u32, type_id: u32, position: usize, out: &mut [f32]) {
         let hidden = out.len();
-        let word = &self.word[id as usize * hidden..][..hidden];
+        let dequantised;
+        let word = match &self.word {
+            Words::F32(table) => &table[id as usize * hidden..][..hidden],
+            Words::Q4(blocks) => {
+                let row = hidden / 32 * 18;
+                dequantised = super::e5s1::dequantise_q4_0(&blocks[id as usize * row..][..row]);
+                &dequantised[..]
+            }
+        };
         let position = &self.position[position * hidden..][..hidden];
         let token_type = &self.token_type[type_id as usize * hidden..][..hidden];
         for (((o, w), p), t) in out.iter_mut().zip(word).zip(position).zip(token_type) {
@@ -391,8 +419,23 @@ impl PackedBert {
         pooling: Pooling,
         matmul: Matmul,
     ) -> candle_core::Result<Self> {
-        let vb = super::bert::checkpoint_root(vb);
-        let embeddings = Embeddings::load(vb.pp("embeddings"), cfg)?;
+        Self::load_with_words(vb, cfg, pooling, matmul, None)
+    }
+
+    /// As [`Self::load`], with the word embeddings given as Q4_0 blocks (bare tensor names).
+    pub fn load_with_words(
+        vb: VarBuilder,
+        cfg: &BertConfig,
+        pooling: Pooling,
+        matmul: Matmul,
+        word_blocks: Option<Vec<u8>>,
+    ) -> candle_core::Result<Self> {
+        let vb = if word_blocks.is_some() {
+            vb
+        } else {
+            super::bert::checkpoint_root(vb)
+        };
+        let embeddings = Embeddings::load(vb.pp("embeddings"), cfg, word_blocks)?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| Layer::load(vb.pp("encoder").pp(format!("layer.{i}")), cfg, matmul))
             .collect::<candle_core::Result<Vec<_>>>()?;
