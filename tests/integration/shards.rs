@@ -18,19 +18,25 @@ fn rows(path: &Path, n: usize) {
     std::fs::write(path, text).unwrap();
 }
 
+/// Every run here classifies the same inputs with the prototype stance head.
+fn arguments(model: &str) -> [&str; 9] {
+    [
+        "classify",
+        "rows.jsonl",
+        "doc-a.txt",
+        "doc-b.md",
+        "--stance",
+        "prototype",
+        "--quiet",
+        "--model",
+        model,
+    ]
+}
+
 fn classify(dir: &Path, model: &str, extra: &[&str]) -> std::process::Output {
     stancer()
         .current_dir(dir)
-        .args([
-            "classify",
-            "rows.jsonl",
-            "doc-a.txt",
-            "doc-b.md",
-            "--stance",
-            "prototype",
-            "--quiet",
-        ])
-        .args(["--model", model])
+        .args(arguments(model))
         .args(extra)
         .output()
         .unwrap()
@@ -184,16 +190,8 @@ fn issue_15_a_full_disk_loses_nothing_and_resume_finishes_the_run() {
     let failing = stancer()
         .current_dir(dir.path())
         .env("STANCER_TEST_FULL_AFTER", (size / 2).to_string())
-        .args([
-            "classify",
-            "rows.jsonl",
-            "doc-a.txt",
-            "doc-b.md",
-            "--stance",
-            "prototype",
-            "--quiet",
-        ])
-        .args(["--model", tiny(), "-o", "out.jsonl"])
+        .args(arguments(tiny()))
+        .args(["-o", "out.jsonl"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&failing.stderr);
@@ -253,16 +251,7 @@ fn real_model_issue_15_a_run_killed_twice_and_resumed_ends_byte_identical() {
     for (attempt, after) in [(0, 512u64), (1, 2048)] {
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("stancer"))
             .current_dir(dir.path())
-            .args([
-                "classify",
-                "rows.jsonl",
-                "doc-a.txt",
-                "doc-b.md",
-                "--stance",
-                "prototype",
-                "--quiet",
-            ])
-            .args(["--model", "minilm-l6"])
+            .args(arguments("minilm-l6"))
             .args(args)
             .args(["-o", "out.csv", "--resume"])
             .stdout(Stdio::null())

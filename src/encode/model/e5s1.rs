@@ -333,62 +333,15 @@ impl Container {
 
     /// Every tensor in f32 under its BERT name, the Q4_0 ones dequantised exactly.
     pub fn dequantised(&self, device: &Device) -> Result<HashMap<String, Tensor>> {
-        let mut tensors = HashMap::with_capacity(self.entries.len());
-        for entry in &self.entries {
-            let values = match entry.kind {
-                Kind::F32 => self
-                    .bytes(entry)
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-                    .collect(),
-                Kind::Q4_0 => dequantise_q4_0(self.bytes(entry)),
-            };
-            let tensor =
-                Tensor::from_vec(values, entry.shape.as_slice(), device).map_err(Error::encoder)?;
-            tensors.insert(entry.name.clone(), tensor);
-        }
-        Ok(tensors)
+        Ok(self.load(device, |_| false)?.0)
     }
-}
 
-impl Container {
     /// The f32 tensors as tensors, and the Q4_0 ones as their raw blocks with their shapes
     /// (for candle's quantized matmul), under their BERT names.
-    #[allow(clippy::type_complexity)]
-    pub fn split(
-        &self,
-        device: &Device,
-    ) -> Result<(
-        HashMap<String, Tensor>,
-        HashMap<String, (Vec<u8>, Vec<usize>)>,
-    )> {
-        let mut tensors = HashMap::new();
-        let mut blocks = HashMap::new();
-        for entry in &self.entries {
-            match entry.kind {
-                Kind::F32 => {
-                    let values: Vec<f32> = self
-                        .bytes(entry)
-                        .chunks_exact(4)
-                        .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-                        .collect();
-                    let tensor = Tensor::from_vec(values, entry.shape.as_slice(), device)
-                        .map_err(Error::encoder)?;
-                    tensors.insert(entry.name.clone(), tensor);
-                }
-                Kind::Q4_0 => {
-                    blocks.insert(
-                        entry.name.clone(),
-                        (self.bytes(entry).to_vec(), entry.shape.clone()),
-                    );
-                }
-            }
-        }
-        Ok((tensors, blocks))
+    pub fn split(&self, device: &Device) -> Result<(HashMap<String, Tensor>, Blocks)> {
+        self.load(device, |entry| entry.kind == Kind::Q4_0)
     }
-}
 
-impl Container {
     /// Every tensor in f32 except `kept`, which stays in its Q4_0 blocks (the word embeddings,
     /// for the packed engine, which dequantises a row when it looks one up).
     #[allow(clippy::type_complexity)]
@@ -397,20 +350,32 @@ impl Container {
         device: &Device,
         kept: &str,
     ) -> Result<(HashMap<String, Tensor>, Option<Vec<u8>>)> {
+        let (tensors, mut blocks) = self.load(device, |entry| {
+            entry.name == kept && entry.kind == Kind::Q4_0
+        })?;
+        Ok((tensors, blocks.remove(kept).map(|(bytes, _)| bytes)))
+    }
+
+    /// The tensors `raw` picks as their raw blocks with their shapes, the rest in f32.
+    fn load(
+        &self,
+        device: &Device,
+        raw: impl Fn(&Entry) -> bool,
+    ) -> Result<(HashMap<String, Tensor>, Blocks)> {
         let mut tensors = HashMap::with_capacity(self.entries.len());
-        let mut blocks = None;
+        let mut blocks = HashMap::new();
         for entry in &self.entries {
-            if entry.name == kept && entry.kind == Kind::Q4_0 {
-                blocks = Some(self.bytes(entry).to_vec());
+            let bytes = self.bytes(entry);
+            if raw(entry) {
+                blocks.insert(entry.name.clone(), (bytes.to_vec(), entry.shape.clone()));
                 continue;
             }
             let values = match entry.kind {
-                Kind::F32 => self
-                    .bytes(entry)
+                Kind::F32 => bytes
                     .chunks_exact(4)
                     .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
                     .collect(),
-                Kind::Q4_0 => dequantise_q4_0(self.bytes(entry)),
+                Kind::Q4_0 => dequantise_q4_0(bytes),
             };
             let tensor =
                 Tensor::from_vec(values, entry.shape.as_slice(), device).map_err(Error::encoder)?;
@@ -419,6 +384,9 @@ impl Container {
         Ok((tensors, blocks))
     }
 }
+
+/// Tensors kept in Q4_0, by name: (raw blocks, [rows, columns]).
+pub type Blocks = HashMap<String, (Vec<u8>, Vec<usize>)>;
 
 /// Q4_0 blocks to f32: `(nibble - 8) * d`, low nibbles first.
 pub fn dequantise_q4_0(blocks: &[u8]) -> Vec<f32> {
