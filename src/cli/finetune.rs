@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 use stancer::encode::model::adapter::BaseModel;
 use stancer::encode::model::fetch::ModelSpec;
+use stancer::eval::metrics::Metric;
 use stancer::finetune::{self, Event, FinetuneOptions, Hyperparameters};
 
 use super::setup::notice;
@@ -91,9 +92,13 @@ pub struct FinetuneArgs {
     /// Score the validation rows every this many steps.
     #[arg(long, default_value_t = 200, value_name = "N")]
     eval_every: usize,
-    /// Stop after this many scores without a better macro-F1 (0: never).
+    /// Stop after this many scores without a better selected score (0: never).
     #[arg(long, default_value_t = 4, value_name = "N")]
     patience: usize,
+    /// The validation score that picks the adapter kept and stops early: macro-f1 (over favor,
+    /// against and none) or f-avg (the mean F1 of favor and against, SemEval-2016's score).
+    #[arg(long, value_enum, default_value = "macro-f1", value_name = "SCORE")]
+    select: Select,
     /// Save a checkpoint every this many steps.
     #[arg(long, default_value_t = 50, value_name = "N")]
     checkpoint_every: usize,
@@ -130,6 +135,13 @@ pub struct FinetuneArgs {
     /// No progress output on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
+}
+
+/// `--select`: the validation score that chooses the kept adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Select {
+    MacroF1,
+    FAvg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -209,6 +221,10 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
         validation_rows: args.val_rows,
         eval_every: args.eval_every,
         patience: args.patience,
+        select: match args.select {
+            Select::MacroF1 => Metric::MacroF1,
+            Select::FAvg => Metric::FAvg,
+        },
         calibration_rows: if args.calibrate {
             args.calibration_rows
         } else {
@@ -303,13 +319,19 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
         Event::Validation {
             step,
             macro_f1,
+            score,
+            metric,
             best,
         } => {
+            let selected = match metric {
+                Metric::MacroF1 => String::new(),
+                other => format!(", {} {score:.3}", other.name()),
+            };
             bar.suspend(|| {
                 notice(
                     quiet,
                     &format!(
-                        "step {step}: validation macro-F1 {macro_f1:.3}{}",
+                        "step {step}: validation macro-F1 {macro_f1:.3}{selected}{}",
                         if best { " (best so far)" } else { "" }
                     ),
                 )
@@ -342,8 +364,8 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
             report.steps,
             report.pairs_per_second,
             report
-                .best_macro_f1
-                .map(|f| format!(", best validation macro-F1 {f:.3}"))
+                .best_score
+                .map(|f| format!(", best validation {} {f:.3}", options.hyper.select.name()))
                 .unwrap_or_default(),
             report.out.join("card.json").display()
         ),

@@ -82,6 +82,11 @@ impl Confusion {
         let counts = Counts::from_matrix(&self.matrix);
         counts.mean_f1(0..self.labels.len())
     }
+
+    /// [`Metric::FAvg`] of a stance matrix (labels in [`Stance::ALL`] order).
+    pub fn f_avg(&self) -> Option<f64> {
+        Counts::from_matrix(&self.matrix).score(Metric::FAvg)
+    }
 }
 
 /// One label's scores. `precision`, `recall` and `f1` are `None` (JSON `null`) only for a label

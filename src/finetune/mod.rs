@@ -27,7 +27,7 @@ use crate::encode::model::packed::kernels;
 use crate::encode::model::{Batch, ModelFiles};
 use crate::encode::tokenize::TextTokenizer;
 use crate::error::{Error, Result};
-use crate::eval::metrics::Confusion;
+use crate::eval::metrics::{Confusion, Metric};
 use crate::label::stance::Stance;
 use data::{Example, PairRow, Part, Sampling};
 use model::{TrainModel, Unfreeze};
@@ -68,10 +68,22 @@ pub struct Hyperparameters {
     /// this many validation rows; 0: no calibration).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub calibration_rows: usize,
+    /// The validation score that picks the best step and stops early: macro-F1 over the three
+    /// classes (the default), or F_avg (the mean F1 of favor and against, SemEval-2016's score).
+    #[serde(default = "macro_f1", skip_serializing_if = "is_macro_f1")]
+    pub select: Metric,
 }
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+fn macro_f1() -> Metric {
+    Metric::MacroF1
+}
+
+fn is_macro_f1(metric: &Metric) -> bool {
+    *metric == Metric::MacroF1
 }
 
 impl Default for Hyperparameters {
@@ -101,6 +113,7 @@ impl Default for Hyperparameters {
             eval_every: 200,
             patience: 4,
             calibration_rows: 0,
+            select: Metric::MacroF1,
         }
     }
 }
@@ -165,6 +178,9 @@ pub enum Event {
     Validation {
         step: usize,
         macro_f1: f64,
+        /// The score that selects (`Hyperparameters::select`), and its name.
+        score: f64,
+        metric: Metric,
         best: bool,
     },
     Checkpoint {
@@ -188,6 +204,20 @@ pub struct ValidationPoint {
     pub step: usize,
     pub macro_f1: f64,
     pub accuracy: f64,
+    /// Absent in checkpoints written before `--select` existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub f_avg: Option<f64>,
+}
+
+impl ValidationPoint {
+    /// The score `metric` selects by (0 where it is undefined, so any defined score beats it).
+    pub fn selected(&self, metric: Metric) -> f64 {
+        match metric {
+            Metric::MacroF1 => self.macro_f1,
+            Metric::Accuracy => self.accuracy,
+            Metric::FAvg => self.f_avg.unwrap_or(0.0),
+        }
+    }
 }
 
 /// The resumable part of a run's state (besides the tensors).
@@ -196,6 +226,8 @@ struct CheckpointState {
     fingerprint: String,
     step: usize,
     best_step: Option<usize>,
+    /// The best score of `Hyperparameters::select` (macro-F1 unless chosen otherwise; the name
+    /// predates the choice and is kept so older checkpoints resume).
     best_macro_f1: Option<f64>,
     evals_since_best: usize,
     history: Vec<ValidationPoint>,
@@ -212,7 +244,8 @@ pub struct FinetuneReport {
     pub card: serde_json::Value,
     pub out: PathBuf,
     pub steps: usize,
-    pub best_macro_f1: Option<f64>,
+    /// The best validation score of the selecting metric (`Hyperparameters::select`).
+    pub best_score: Option<f64>,
     pub pairs_per_second: f64,
     pub stopped: String,
 }
@@ -271,8 +304,25 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
     let mut validation_order: Vec<usize> = (0..validation.len()).collect();
     crate::eval::bootstrap::SplitMix64::new(hyper.seed ^ 0x0A11_DA7E)
         .shuffle(&mut validation_order);
-    // Calibration reads more of the same shuffled order (a superset of the scored rows).
-    let mut calibration_order = validation_order.clone();
+    // Calibration reads more of the same shuffled order (a superset of the scored rows), from
+    // the files whose rows hold all three classes: a file without `none` (IBM ArgQ, P-Stance)
+    // would pull the threshold toward never saying `none`, whatever the truth elsewhere.
+    let mut classes_of_file: HashMap<usize, std::collections::BTreeSet<usize>> = HashMap::new();
+    for row in train.iter().chain(&validation) {
+        classes_of_file
+            .entry(row.source)
+            .or_default()
+            .insert(row.stance.index());
+    }
+    let mut calibration_order: Vec<usize> = validation_order
+        .iter()
+        .copied()
+        .filter(|&i| {
+            classes_of_file
+                .get(&validation[i].source)
+                .is_some_and(|classes| classes.len() == Stance::ALL.len())
+        })
+        .collect();
     calibration_order.truncate(hyper.calibration_rows);
     calibration_order.sort_unstable();
     let calibration_rows: Vec<PairRow> = calibration_order
@@ -506,15 +556,13 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
 
         let last = state.step == total_steps;
         if !validation.is_empty() && (state.step.is_multiple_of(hyper.eval_every) || last) {
-            let (macro_f1, accuracy) = score(&model, &tokenizer, &validation)?;
-            let improved = state.best_macro_f1.is_none_or(|b| macro_f1 > b);
-            state.history.push(ValidationPoint {
-                step: state.step,
-                macro_f1,
-                accuracy,
-            });
+            let point = score(&model, &tokenizer, &validation, state.step)?;
+            let macro_f1 = point.macro_f1;
+            let selected = point.selected(hyper.select);
+            let improved = state.best_macro_f1.is_none_or(|b| selected > b);
+            state.history.push(point);
             if improved {
-                state.best_macro_f1 = Some(macro_f1);
+                state.best_macro_f1 = Some(selected);
                 state.best_step = Some(state.step);
                 state.evals_since_best = 0;
                 best = Some(model.tensors());
@@ -524,12 +572,16 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
             events(Event::Validation {
                 step: state.step,
                 macro_f1,
+                score: selected,
+                metric: hyper.select,
                 best: improved,
             });
             if hyper.patience > 0 && state.evals_since_best >= hyper.patience {
                 stopped = format!(
-                    "early stop at step {}: no better validation macro-F1 in {} scores",
-                    state.step, hyper.patience
+                    "early stop at step {}: no better validation {} in {} scores",
+                    state.step,
+                    hyper.select.name(),
+                    hyper.patience
                 );
                 state.seconds = seconds_before + session_started.elapsed().as_secs_f64();
                 save_checkpoint(&checkpoint_dir, &state, &model, &adam, best.as_ref())?;
@@ -605,7 +657,7 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
         card,
         out: options.out.clone(),
         steps: state.step,
-        best_macro_f1: state.best_macro_f1,
+        best_score: state.best_macro_f1,
         pairs_per_second,
         stopped,
     })
@@ -642,12 +694,14 @@ fn check(hyper: &Hyperparameters) -> Result<()> {
     Ok(())
 }
 
-/// Macro-F1 and accuracy of the model on `rows` (no gradients).
+/// Macro-F1, F_avg and accuracy of the model on `rows` (no gradients), as the history's point
+/// for `step`.
 pub fn score(
     model: &TrainModel,
     tokenizer: &TextTokenizer,
     rows: &[PairRow],
-) -> Result<(f64, f64)> {
+    step: usize,
+) -> Result<ValidationPoint> {
     let pairs_seen: Vec<(usize, usize)> = rows
         .iter()
         .zip(logits(model, tokenizer, rows)?)
@@ -655,10 +709,12 @@ pub fn score(
         .collect();
     let labels: Vec<String> = Stance::ALL.iter().map(|s| s.to_string()).collect();
     let confusion = Confusion::from_pairs(labels, pairs_seen);
-    Ok((
-        confusion.macro_f1().unwrap_or(0.0),
-        confusion.accuracy().unwrap_or(0.0),
-    ))
+    Ok(ValidationPoint {
+        step,
+        macro_f1: confusion.macro_f1().unwrap_or(0.0),
+        accuracy: confusion.accuracy().unwrap_or(0.0),
+        f_avg: confusion.f_avg(),
+    })
 }
 
 /// The model's [favor, against, none] logits for `rows` (no gradients).
@@ -970,7 +1026,7 @@ fn model_card(inputs: CardInputs) -> serde_json::Value {
         "hyperparameters": hyper,
         "optimizer": "AdamW (beta1 0.9, beta2 0.999, eps 1e-8), linear warm-up then linear decay",
         "calibration": inputs.calibration.map(|(c, rows)| serde_json::json!({
-            "method": "per-class offsets added to the head's bias (none fixed at 0, favor and against on a grid of -2..2 by 0.1), chosen for the best macro-F1 on validation rows; ties go to the smallest offsets",
+            "method": "per-class offsets added to the head's bias (none fixed at 0, favor and against on a grid of -2..2 by 0.1), chosen for the best macro-F1 on the validation rows of the files that hold all three classes; ties go to the smallest offsets",
             "rows": rows,
             "offsets": {"favor": c.offsets[0], "against": c.offsets[1], "none": c.offsets[2]},
             "macro_f1_before": c.before,
@@ -994,8 +1050,10 @@ fn model_card(inputs: CardInputs) -> serde_json::Value {
         },
         "validation": {
             "history": inputs.state.history,
+            "selected_by": hyper.select.name(),
             "best_step": inputs.state.best_step,
-            "best_macro_f1": inputs.state.best_macro_f1,
+            "best_score": inputs.state.best_macro_f1,
+            "best_macro_f1": inputs.state.best_step.and_then(|step| inputs.state.history.iter().find(|p| p.step == step)).map(|p| p.macro_f1),
             "adapter_is": if inputs.state.best_step.is_some() { "the weights at best_step" } else { "the weights at the last step" },
         },
         "speed": {

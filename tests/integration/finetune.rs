@@ -387,6 +387,75 @@ fn finetune_is_repeatable_and_resumes_exactly() {
 }
 
 #[test]
+fn select_f_avg_keeps_the_step_with_the_best_validation_f_avg() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = tiny_rows();
+    let borrowed: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+        .collect();
+    let data = write_pairs(dir.path(), "pairs.jsonl", &borrowed);
+    let card = |out: &str, extra: &[&str]| -> serde_json::Value {
+        let run = finetune(
+            dir.path(),
+            &data,
+            out,
+            &[
+                &[
+                    "--eval-every",
+                    "1",
+                    "--patience",
+                    "0",
+                    "--lr",
+                    "0.05",
+                    "--max-steps",
+                    "12",
+                ],
+                extra,
+            ]
+            .concat(),
+        );
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        serde_json::from_slice(&std::fs::read(dir.path().join(out).join("card.json")).unwrap())
+            .unwrap()
+    };
+    let mut chosen = Vec::new();
+    for (out, extra, name, field) in [
+        ("m", &[][..], "macro-F1", "macro_f1"),
+        ("f", &["--select", "f-avg"][..], "F_avg", "f_avg"),
+    ] {
+        let card = card(out, extra);
+        let validation = &card["validation"];
+        assert_eq!(validation["selected_by"], name);
+        let history = validation["history"].as_array().unwrap();
+        assert_eq!(history.len(), 12, "one score per step");
+        let score = |p: &serde_json::Value| p[field].as_f64().unwrap();
+        // The first of the best scores is kept (a later tie is not an improvement).
+        let best = history
+            .iter()
+            .fold(None::<&serde_json::Value>, |b, p| match b {
+                Some(b) if score(b) >= score(p) => Some(b),
+                _ => Some(p),
+            })
+            .unwrap();
+        assert_eq!(validation["best_step"], best["step"], "{name}");
+        assert_eq!(
+            validation["best_score"].as_f64(),
+            Some(score(best)),
+            "{name}"
+        );
+        assert_eq!(validation["best_macro_f1"], best["macro_f1"], "{name}");
+        chosen.push(best["step"].clone());
+    }
+    // Same run, same history: only the selecting score differs, and here it picks another step.
+    assert_ne!(chosen[0], chosen[1]);
+}
+
+#[test]
 fn finetune_bad_input_is_one_line_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let cases: Vec<(&str, String, &str)> = vec![
