@@ -99,6 +99,11 @@ pub struct FinetuneArgs {
     /// against and none) or f-avg (the mean F1 of favor and against, SemEval-2016's score).
     #[arg(long, value_enum, default_value = "macro-f1", value_name = "SCORE")]
     select: Select,
+    /// Stochastic weight averaging: from this share of the steps on (0.5: the second half),
+    /// keep a running mean of the trained weights after every step; validation scores the mean,
+    /// and the mean is what is kept and written.
+    #[arg(long, value_name = "F")]
+    average_from: Option<f64>,
     /// Save a checkpoint every this many steps.
     #[arg(long, default_value_t = 50, value_name = "N")]
     checkpoint_every: usize,
@@ -221,6 +226,12 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
         validation_rows: args.val_rows,
         eval_every: args.eval_every,
         patience: args.patience,
+        average_from: match args.average_from {
+            Some(share) if !(0.0..1.0).contains(&share) => {
+                anyhow::bail!("--average-from {share}: pass a share of the steps, from 0 up to 1")
+            }
+            other => other,
+        },
         select: match args.select {
             Select::MacroF1 => Metric::MacroF1,
             Select::FAvg => Metric::FAvg,

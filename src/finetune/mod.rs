@@ -72,6 +72,10 @@ pub struct Hyperparameters {
     /// classes (the default), or F_avg (the mean F1 of favor and against, SemEval-2016's score).
     #[serde(default = "macro_f1", skip_serializing_if = "is_macro_f1")]
     pub select: Metric,
+    /// From this share of the steps on, keep a running mean of the trained weights (stochastic
+    /// weight averaging) and validate, keep and write the mean instead of the current weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub average_from: Option<f64>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -114,6 +118,7 @@ impl Default for Hyperparameters {
             patience: 4,
             calibration_rows: 0,
             select: Metric::MacroF1,
+            average_from: None,
         }
     }
 }
@@ -236,6 +241,10 @@ struct CheckpointState {
     timed_pairs: usize,
     loss_sum: f64,
     loss_count: usize,
+    /// Steps in the running mean of the weights (`Hyperparameters::average_from`); the mean
+    /// itself is in the checkpoint's `mean.*` tensors.
+    #[serde(default)]
+    averaged: usize,
 }
 
 /// What a finished run reports.
@@ -416,8 +425,13 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
         timed_pairs: 0,
         loss_sum: 0.0,
         loss_count: 0,
+        averaged: 0,
     };
+    let average_after = hyper
+        .average_from
+        .map(|share| ((total_steps as f64) * share).floor() as usize);
     let mut best: Option<HashMap<String, Tensor>> = None;
+    let mut mean: Option<HashMap<String, Tensor>> = None;
     if options.resume {
         let (restored, tensors) = load_checkpoint(&checkpoint_dir)?;
         if restored.fingerprint != fingerprint {
@@ -445,6 +459,13 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
             .collect();
         if !saved_best.is_empty() {
             best = Some(saved_best);
+        }
+        let saved_mean: HashMap<String, Tensor> = tensors
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("mean.").map(|n| (n.to_string(), v.clone())))
+            .collect();
+        if !saved_mean.is_empty() {
+            mean = Some(saved_mean);
         }
         state = restored;
     }
@@ -534,6 +555,10 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
         adam.step(&grads, rate, 1.0 / hyper.accumulate as f64)
             .map_err(Error::encoder)?;
         state.step += 1;
+        if average_after.is_some_and(|after| state.step > after) {
+            state.averaged += 1;
+            mean = Some(running_mean(mean, model.tensors(), state.averaged)?);
+        }
         let loss = step_loss / hyper.accumulate as f64;
         state.loss_sum += loss;
         state.loss_count += 1;
@@ -556,6 +581,12 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
 
         let last = state.step == total_steps;
         if !validation.is_empty() && (state.step.is_multiple_of(hyper.eval_every) || last) {
+            // With weight averaging under way, the mean is what is scored and kept.
+            let current = mean.as_ref().map(|mean| {
+                let current = model.tensors();
+                model.set_tensors(mean).map(|_| current)
+            });
+            let current = current.transpose().map_err(Error::encoder)?;
             let point = score(&model, &tokenizer, &validation, state.step)?;
             let macro_f1 = point.macro_f1;
             let selected = point.selected(hyper.select);
@@ -568,6 +599,9 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
                 best = Some(model.tensors());
             } else {
                 state.evals_since_best += 1;
+            }
+            if let Some(current) = current {
+                model.set_tensors(&current).map_err(Error::encoder)?;
             }
             events(Event::Validation {
                 step: state.step,
@@ -584,14 +618,28 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
                     hyper.patience
                 );
                 state.seconds = seconds_before + session_started.elapsed().as_secs_f64();
-                save_checkpoint(&checkpoint_dir, &state, &model, &adam, best.as_ref())?;
+                save_checkpoint(
+                    &checkpoint_dir,
+                    &state,
+                    &model,
+                    &adam,
+                    best.as_ref(),
+                    mean.as_ref(),
+                )?;
                 break;
             }
         }
         let interrupt = options.stop_at_step == Some(state.step);
         if state.step.is_multiple_of(options.checkpoint_every.max(1)) || last || interrupt {
             state.seconds = seconds_before + session_started.elapsed().as_secs_f64();
-            save_checkpoint(&checkpoint_dir, &state, &model, &adam, best.as_ref())?;
+            save_checkpoint(
+                &checkpoint_dir,
+                &state,
+                &model,
+                &adam,
+                best.as_ref(),
+                mean.as_ref(),
+            )?;
             events(Event::Checkpoint { step: state.step });
         }
         if interrupt {
@@ -602,14 +650,22 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
     }
     state.seconds = seconds_before + session_started.elapsed().as_secs_f64();
     if state.step < total_steps && !stopped.starts_with("early stop") {
-        save_checkpoint(&checkpoint_dir, &state, &model, &adam, best.as_ref())?;
+        save_checkpoint(
+            &checkpoint_dir,
+            &state,
+            &model,
+            &adam,
+            best.as_ref(),
+            mean.as_ref(),
+        )?;
     }
     events(Event::Stopped {
         reason: stopped.clone(),
     });
 
-    // The adapter: the best-scoring weights where there was validation, else the last.
-    let mut tensors = best.unwrap_or_else(|| model.tensors());
+    // The adapter: the best-scoring weights where there was validation, else the mean of the
+    // weights where they were averaged, else the last.
+    let mut tensors = best.or(mean).unwrap_or_else(|| model.tensors());
     let calibration = if hyper.calibration_rows > 0 && !calibration_rows.is_empty() {
         model.set_tensors(&tensors).map_err(Error::encoder)?;
         let logits = logits(&model, &tokenizer, &calibration_rows)?;
@@ -809,6 +865,31 @@ fn fingerprint(
     crate::encode::model::fetch::sha256_bytes(text.as_bytes())
 }
 
+/// The running mean of the weights after its `count`-th member `weights`:
+/// mean + (weights - mean) / count (the first member is the mean).
+fn running_mean(
+    mean: Option<HashMap<String, Tensor>>,
+    weights: HashMap<String, Tensor>,
+    count: usize,
+) -> Result<HashMap<String, Tensor>> {
+    let Some(mut mean) = mean else {
+        return Ok(weights);
+    };
+    let share = 1.0 / count as f64;
+    for (name, value) in weights {
+        let old = mean
+            .get(&name)
+            .expect("this is a bug: the mean has every trained tensor");
+        let new = value
+            .sub(old)
+            .and_then(|step| step.affine(share, 0.0))
+            .and_then(|step| old.add(&step))
+            .map_err(Error::encoder)?;
+        mean.insert(name, new);
+    }
+    Ok(mean)
+}
+
 /// Sets the model's trained tensors from `init`, after checking it was made on the same base
 /// with the same LoRA shape (else its tensors would not fit, or would mean something else).
 fn start_from(
@@ -911,12 +992,16 @@ fn save_checkpoint(
     model: &TrainModel,
     adam: &AdamW,
     best: Option<&HashMap<String, Tensor>>,
+    mean: Option<&HashMap<String, Tensor>>,
 ) -> Result<()> {
     std::fs::create_dir_all(folder).map_err(|e| Error::write(folder, e))?;
     let mut tensors = model.tensors();
     tensors.extend(adam.state());
     if let Some(best) = best {
         tensors.extend(best.iter().map(|(k, v)| (format!("best.{k}"), v.clone())));
+    }
+    if let Some(mean) = mean {
+        tensors.extend(mean.iter().map(|(k, v)| (format!("mean.{k}"), v.clone())));
     }
     // The tensors first, under the step's own name, then the state that names them: a kill
     // between the two leaves the previous state and its tensors as they were.
@@ -1054,7 +1139,13 @@ fn model_card(inputs: CardInputs) -> serde_json::Value {
             "best_step": inputs.state.best_step,
             "best_score": inputs.state.best_macro_f1,
             "best_macro_f1": inputs.state.best_step.and_then(|step| inputs.state.history.iter().find(|p| p.step == step)).map(|p| p.macro_f1),
-            "adapter_is": if inputs.state.best_step.is_some() { "the weights at best_step" } else { "the weights at the last step" },
+            "adapter_is": match (inputs.state.best_step.is_some(), inputs.state.averaged > 0) {
+                (true, false) => "the weights at best_step",
+                (true, true) => "the running mean of the weights (averaged from step average_from x planned_steps) as it stood at best_step",
+                (false, true) => "the running mean of the weights over the last averaged steps",
+                (false, false) => "the weights at the last step",
+            },
+            "averaged_steps": inputs.state.averaged,
         },
         "speed": {
             "pairs_per_second": inputs.pairs_per_second,

@@ -3,7 +3,7 @@
 //! exit 2, and training on real data beats the untrained model.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 use stancer::encode::model::adapter::{Adapter, AdapterCard, BaseModel, LoraSettings};
@@ -453,6 +453,98 @@ fn select_f_avg_keeps_the_step_with_the_best_validation_f_avg() {
     }
     // Same run, same history: only the selecting score differs, and here it picks another step.
     assert_ne!(chosen[0], chosen[1]);
+}
+
+#[test]
+fn weight_averaging_writes_the_mean_of_the_weights_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = tiny_rows();
+    let borrowed: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+        .collect();
+    let data = write_pairs(dir.path(), "pairs.jsonl", &borrowed);
+    // No validation part: the mean of the weights after steps 4, 5 and 6 is the adapter.
+    let settings = [
+        "--val-fraction",
+        "0",
+        "--average-from",
+        "0.5",
+        "--lr",
+        "0.01",
+        "--checkpoint-every",
+        "1",
+    ];
+    let run = |out: &str, extra: &[&str]| {
+        let output = finetune(dir.path(), &data, out, &[&settings[..], extra].concat());
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    let load = |path: PathBuf| candle_core::safetensors::load(path, &Device::Cpu).unwrap();
+    let values = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let checkpoint = |out: &str, step: usize| {
+        load(
+            dir.path()
+                .join(out)
+                .join(format!("checkpoint/state-{step}.safetensors")),
+        )
+    };
+
+    let (code, stderr) = run("whole", &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut weights = Vec::new();
+    for (step, resume) in [(4, false), (5, true), (6, true)] {
+        let mut extra = vec!["--stop-at-step".to_string(), step.to_string()];
+        if resume {
+            extra.push("--resume".into());
+        }
+        let extra: Vec<&str> = extra.iter().map(|s| s.as_str()).collect();
+        let (code, stderr) = run("parts", &extra);
+        assert!(code == Some(2) || code == Some(0), "{stderr}");
+        let saved = checkpoint("parts", step);
+        weights.push(saved.clone());
+        // The running mean so far, as the checkpoint keeps it.
+        for (name, mean) in saved
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("mean.").map(|n| (n, v)))
+        {
+            let members: Vec<Vec<f32>> = weights.iter().map(|w| values(&w[name])).collect();
+            let expected: Vec<f32> = (0..members[0].len())
+                .map(|i| members.iter().map(|m| m[i]).sum::<f32>() / members.len() as f32)
+                .collect();
+            let gap = max_abs_difference(&values(mean), &expected);
+            assert!(gap < 1e-6, "step {step}, {name}: {gap}");
+        }
+    }
+    let (code, stderr) = run("parts", &["--resume"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (whole, parts) = (
+        load(dir.path().join("whole/adapter.safetensors")),
+        load(dir.path().join("parts/adapter.safetensors")),
+    );
+    let last = &weights[2];
+    let mut moved = 0.0f32;
+    for (name, tensor) in &whole {
+        assert_eq!(
+            values(tensor),
+            values(&parts[name]),
+            "{name}: resumed differs"
+        );
+        let mean = values(&last[&format!("mean.{name}")]);
+        assert_eq!(values(tensor), mean, "{name}: the adapter is the mean");
+        moved = moved.max(max_abs_difference(&mean, &values(&last[name])));
+    }
+    assert!(
+        moved > 1e-5,
+        "the mean differs from the last weights ({moved})"
+    );
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("whole/card.json")).unwrap())
+            .unwrap();
+    assert_eq!(card["validation"]["averaged_steps"], 3);
+    assert_eq!(card["hyperparameters"]["average_from"], 0.5);
 }
 
 #[test]
