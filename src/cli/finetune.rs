@@ -77,6 +77,10 @@ pub struct FinetuneArgs {
     /// Extra `none` pairs per epoch, as a share of it: a text with another row's target.
     #[arg(long, default_value_t = 0.0, value_name = "F")]
     unrelated: f64,
+    /// Take each unrelated pair's target from a row of the text's own file (a harder `none`, in
+    /// the file's own style and domain) instead of from any file.
+    #[arg(long)]
+    unrelated_within_file: bool,
     /// A validation file instead of the validation part of the data.
     #[arg(long, value_name = "FILE")]
     val: Option<PathBuf>,
@@ -217,6 +221,7 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
             );
         },
         unrelated: args.unrelated,
+        unrelated_within_file: args.unrelated_within_file,
         validation_per_mille: if args.val.is_some() {
             0
         } else {

@@ -140,6 +140,9 @@ pub struct Sampling {
     /// Extra `none` pairs per epoch, as a fraction of the epoch: a text paired with a target
     /// drawn from another row, which it does not address.
     pub unrelated: f64,
+    /// Draw an unrelated pair's target from a row of the text's own file: a harder `none`, in
+    /// the same style and domain as the file's real pairs, instead of one from any file.
+    pub unrelated_within_file: bool,
 }
 
 /// One training example as the loop sees it: the text and target to pair, and the label.
@@ -200,12 +203,21 @@ pub fn epoch_examples(
         }
     }
     let unrelated = (examples.len() as f64 * sampling.unrelated).round() as usize;
+    let mut of_file: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    if sampling.unrelated_within_file {
+        for (i, row) in rows.iter().enumerate() {
+            of_file.entry(row.source).or_default().push(i);
+        }
+    }
     let mut added = 0;
     let mut attempts = 0;
     while added < unrelated && attempts < unrelated * 20 {
         attempts += 1;
         let text_row = random.below(rows.len());
-        let target_row = random.below(rows.len());
+        let target_row = match of_file.get(&rows[text_row].source) {
+            Some(same) => same[random.below(same.len())],
+            None => random.below(rows.len()),
+        };
         let (a, b) = (&rows[text_row], &rows[target_row]);
         if normalised(&a.target) == normalised(&b.target)
             || normalised(&a.text) == normalised(&b.text)
@@ -316,6 +328,7 @@ mod tests {
             per_file_cap: 0,
             file_caps: Vec::new(),
             unrelated: 0.0,
+            unrelated_within_file: false,
         };
         let examples = epoch_examples(&rows, &sampling, 7, 0);
         let count = |source: usize, stance: Stance| {
@@ -378,6 +391,7 @@ mod tests {
             per_file_cap: 0,
             file_caps: Vec::new(),
             unrelated: 0.5,
+            unrelated_within_file: false,
         };
         let examples = epoch_examples(&rows, &sampling, 1, 0);
         let unrelated: Vec<&Example> = examples
@@ -389,6 +403,52 @@ mod tests {
             assert_eq!(e.stance, Stance::None);
             assert_ne!(rows[e.text_row].target, rows[e.target_row].target);
         }
+    }
+
+    #[test]
+    fn unrelated_pairs_within_a_file_take_the_target_from_that_file() {
+        // Two files of 40 rows each, with targets of their own.
+        let rows: Vec<PairRow> = (0..80)
+            .map(|i| {
+                row(
+                    &i.to_string(),
+                    &format!("text {i}"),
+                    &format!("target {} of file {}", i % 4, i / 40),
+                    Stance::Favor,
+                    i / 40,
+                )
+            })
+            .collect();
+        let sampling = Sampling {
+            balance: false,
+            per_file_cap: 0,
+            file_caps: Vec::new(),
+            unrelated: 0.5,
+            unrelated_within_file: true,
+        };
+        let unrelated = |sampling: &Sampling| -> Vec<Example> {
+            epoch_examples(&rows, sampling, 1, 0)
+                .into_iter()
+                .filter(|e| e.text_row != e.target_row)
+                .collect()
+        };
+        let within = unrelated(&sampling);
+        assert_eq!(within.len(), 40);
+        for e in &within {
+            assert_eq!(e.stance, Stance::None);
+            assert_eq!(rows[e.text_row].source, rows[e.target_row].source);
+            assert_ne!(rows[e.text_row].target, rows[e.target_row].target);
+        }
+        // From any file, about half cross files.
+        let any = unrelated(&Sampling {
+            unrelated_within_file: false,
+            ..sampling
+        });
+        let crossing = any
+            .iter()
+            .filter(|e| rows[e.text_row].source != rows[e.target_row].source)
+            .count();
+        assert!(crossing > 10, "{crossing} of {} cross files", any.len());
     }
 
     #[test]

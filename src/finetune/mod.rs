@@ -59,6 +59,9 @@ pub struct Hyperparameters {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub per_file_caps: Vec<usize>,
     pub unrelated: f64,
+    /// Unrelated pairs take their target from the text's own file (see `Sampling`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unrelated_within_file: bool,
     pub validation_per_mille: u32,
     pub test_per_mille: u32,
     pub validation_rows: usize,
@@ -111,6 +114,7 @@ impl Default for Hyperparameters {
             per_file_cap: 0,
             per_file_caps: Vec::new(),
             unrelated: 0.0,
+            unrelated_within_file: false,
             validation_per_mille: 50,
             test_per_mille: 50,
             validation_rows: 600,
@@ -388,6 +392,7 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
         per_file_cap: hyper.per_file_cap,
         file_caps: hyper.per_file_caps.clone(),
         unrelated: hyper.unrelated,
+        unrelated_within_file: hyper.unrelated_within_file,
     };
     let lengths: Vec<usize> = train
         .iter()
