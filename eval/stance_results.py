@@ -147,6 +147,8 @@ print("`--seed 1`; the validation part held 600 rows) it chose favor -0.2, again
 print("noise, so no stage is calibrated.")
 # Runs of 2026-12-02 (evening) whose reports were not kept: their numbers, as measured.
 print(open("eval/stance-tried-2026-12-02.md").read(), end="")
+# Runs of 2026-12-03, likewise.
+print(open("eval/stance-tried-2026-12-03.md").read(), end="")
 print("\n## Commands\n")
 print("```")
 for name, command in commands.items():

@@ -105,7 +105,8 @@ pub struct FinetuneArgs {
     select: Select,
     /// Stochastic weight averaging: from this share of the steps on (0.5: the second half),
     /// keep a running mean of the trained weights after every step; validation scores the mean,
-    /// and the mean is what is kept and written.
+    /// and the mean is what is kept and written (scores before the averaging begins are recorded
+    /// but neither kept nor counted toward --patience).
     #[arg(long, value_name = "F")]
     average_from: Option<f64>,
     /// Save a checkpoint every this many steps.

@@ -595,14 +595,17 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
             let point = score(&model, &tokenizer, &validation, state.step)?;
             let macro_f1 = point.macro_f1;
             let selected = point.selected(hyper.select);
-            let improved = state.best_macro_f1.is_none_or(|b| selected > b);
+            // Under weight averaging only the mean competes: scores before it begins are kept
+            // in the history but neither chosen nor counted toward --patience.
+            let competes = average_after.is_none_or(|after| state.step > after);
+            let improved = competes && state.best_macro_f1.is_none_or(|b| selected > b);
             state.history.push(point);
             if improved {
                 state.best_macro_f1 = Some(selected);
                 state.best_step = Some(state.step);
                 state.evals_since_best = 0;
                 best = Some(model.tensors());
-            } else {
+            } else if competes {
                 state.evals_since_best += 1;
             }
             if let Some(current) = current {

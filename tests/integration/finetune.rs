@@ -456,6 +456,49 @@ fn select_f_avg_keeps_the_step_with_the_best_validation_f_avg() {
 }
 
 #[test]
+fn under_weight_averaging_only_the_mean_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = tiny_rows();
+    let borrowed: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+        .collect();
+    let data = write_pairs(dir.path(), "pairs.jsonl", &borrowed);
+    let flags = [
+        "--eval-every",
+        "1",
+        "--lr",
+        "0.05",
+        "--max-steps",
+        "12",
+        "--select",
+        "f-avg",
+    ];
+    let card = |out: &str, extra: &[&str]| -> serde_json::Value {
+        let run = finetune(dir.path(), &data, out, &[&flags[..], extra].concat());
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        serde_json::from_slice(&std::fs::read(dir.path().join(out).join("card.json")).unwrap())
+            .unwrap()
+    };
+    // Without averaging this run keeps an early step; with it, only steps 7-12 (the mean) compete,
+    // and the steps before do not count toward --patience (which would stop it at step 10).
+    let plain = card("plain", &["--patience", "0"]);
+    assert!(plain["validation"]["best_step"].as_u64().unwrap() <= 6);
+    let averaged = card("mean", &["--average-from", "0.5", "--patience", "6"]);
+    let best = averaged["validation"]["best_step"].as_u64().unwrap();
+    assert!(best > 6, "kept step {best}");
+    assert_eq!(
+        averaged["training"]["steps"], 12,
+        "early-stopped before the mean"
+    );
+    assert!(averaged["validation"]["averaged_steps"].as_u64().unwrap() >= 6);
+}
+
+#[test]
 fn weight_averaging_writes_the_mean_of_the_weights_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let rows = tiny_rows();
