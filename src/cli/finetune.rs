@@ -285,6 +285,7 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
     let bar = indicatif::ProgressBar::hidden();
     let mut smoothed: Option<f64> = None;
     let mut rate: Option<f64> = None;
+    let select = options.hyper.select;
     let mut on_event = |event: Event| match event {
         Event::Started {
             total_steps,
@@ -337,10 +338,9 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
             step,
             macro_f1,
             score,
-            metric,
             best,
         } => {
-            let selected = match metric {
+            let selected = match select {
                 Metric::MacroF1 => String::new(),
                 other => format!(", {} {score:.3}", other.name()),
             };

@@ -187,9 +187,8 @@ pub enum Event {
     Validation {
         step: usize,
         macro_f1: f64,
-        /// The score that selects (`Hyperparameters::select`), and its name.
+        /// The score that selects (`Hyperparameters::select`).
         score: f64,
-        metric: Metric,
         best: bool,
     },
     Checkpoint {
@@ -435,8 +434,7 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
     let average_after = hyper
         .average_from
         .map(|share| ((total_steps as f64) * share).floor() as usize);
-    let mut best: Option<HashMap<String, Tensor>> = None;
-    let mut mean: Option<HashMap<String, Tensor>> = None;
+    let mut kept = Kept::default();
     if options.resume {
         let (restored, tensors) = load_checkpoint(&checkpoint_dir)?;
         if restored.fingerprint != fingerprint {
@@ -458,20 +456,7 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
         }
         adam.restore(&tensors, restored.step)
             .map_err(Error::encoder)?;
-        let saved_best: HashMap<String, Tensor> = tensors
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix("best.").map(|n| (n.to_string(), v.clone())))
-            .collect();
-        if !saved_best.is_empty() {
-            best = Some(saved_best);
-        }
-        let saved_mean: HashMap<String, Tensor> = tensors
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix("mean.").map(|n| (n.to_string(), v.clone())))
-            .collect();
-        if !saved_mean.is_empty() {
-            mean = Some(saved_mean);
-        }
+        kept = Kept::from_checkpoint(&tensors);
         state = restored;
     }
     events(Event::Started {
@@ -562,7 +547,11 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
         state.step += 1;
         if average_after.is_some_and(|after| state.step > after) {
             state.averaged += 1;
-            mean = Some(running_mean(mean, model.tensors(), state.averaged)?);
+            kept.mean = Some(running_mean(
+                kept.mean.take(),
+                model.tensors(),
+                state.averaged,
+            )?);
         }
         let loss = step_loss / hyper.accumulate as f64;
         state.loss_sum += loss;
@@ -587,7 +576,7 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
         let last = state.step == total_steps;
         if !validation.is_empty() && (state.step.is_multiple_of(hyper.eval_every) || last) {
             // With weight averaging under way, the mean is what is scored and kept.
-            let current = mean.as_ref().map(|mean| {
+            let current = kept.mean.as_ref().map(|mean| {
                 let current = model.tensors();
                 model.set_tensors(mean).map(|_| current)
             });
@@ -604,7 +593,7 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
                 state.best_macro_f1 = Some(selected);
                 state.best_step = Some(state.step);
                 state.evals_since_best = 0;
-                best = Some(model.tensors());
+                kept.best = Some(model.tensors());
             } else if competes {
                 state.evals_since_best += 1;
             }
@@ -615,7 +604,6 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
                 step: state.step,
                 macro_f1,
                 score: selected,
-                metric: hyper.select,
                 best: improved,
             });
             if hyper.patience > 0 && state.evals_since_best >= hyper.patience {
@@ -626,28 +614,14 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
                     hyper.patience
                 );
                 state.seconds = seconds_before + session_started.elapsed().as_secs_f64();
-                save_checkpoint(
-                    &checkpoint_dir,
-                    &state,
-                    &model,
-                    &adam,
-                    best.as_ref(),
-                    mean.as_ref(),
-                )?;
+                save_checkpoint(&checkpoint_dir, &state, &model, &adam, &kept)?;
                 break;
             }
         }
         let interrupt = options.stop_at_step == Some(state.step);
         if state.step.is_multiple_of(options.checkpoint_every.max(1)) || last || interrupt {
             state.seconds = seconds_before + session_started.elapsed().as_secs_f64();
-            save_checkpoint(
-                &checkpoint_dir,
-                &state,
-                &model,
-                &adam,
-                best.as_ref(),
-                mean.as_ref(),
-            )?;
+            save_checkpoint(&checkpoint_dir, &state, &model, &adam, &kept)?;
             events(Event::Checkpoint { step: state.step });
         }
         if interrupt {
@@ -658,14 +632,7 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
     }
     state.seconds = seconds_before + session_started.elapsed().as_secs_f64();
     if state.step < total_steps && !stopped.starts_with("early stop") {
-        save_checkpoint(
-            &checkpoint_dir,
-            &state,
-            &model,
-            &adam,
-            best.as_ref(),
-            mean.as_ref(),
-        )?;
+        save_checkpoint(&checkpoint_dir, &state, &model, &adam, &kept)?;
     }
     events(Event::Stopped {
         reason: stopped.clone(),
@@ -673,7 +640,7 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
 
     // The adapter: the best-scoring weights where there was validation, else the mean of the
     // weights where they were averaged, else the last.
-    let mut tensors = best.or(mean).unwrap_or_else(|| model.tensors());
+    let mut tensors = kept.best.or(kept.mean).unwrap_or_else(|| model.tensors());
     let calibration = if hyper.calibration_rows > 0 && !calibration_rows.is_empty() {
         model.set_tensors(&tensors).map_err(Error::encoder)?;
         let logits = logits(&model, &tokenizer, &calibration_rows)?;
@@ -873,6 +840,38 @@ fn fingerprint(
     crate::encode::model::fetch::sha256_bytes(text.as_bytes())
 }
 
+/// Weights a run keeps beside the current ones, saved in the checkpoint under a prefix each.
+#[derive(Default)]
+struct Kept {
+    /// The best-scoring weights so far (`best.*`).
+    best: Option<HashMap<String, Tensor>>,
+    /// The running mean of the weights (`mean.*`, `Hyperparameters::average_from`).
+    mean: Option<HashMap<String, Tensor>>,
+}
+
+impl Kept {
+    const PREFIXES: [&'static str; 2] = ["best.", "mean."];
+
+    fn from_checkpoint(tensors: &HashMap<String, Tensor>) -> Self {
+        let [best, mean] = Self::PREFIXES.map(|prefix| {
+            let set: HashMap<String, Tensor> = tensors
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_string(), v.clone())))
+                .collect();
+            (!set.is_empty()).then_some(set)
+        });
+        Kept { best, mean }
+    }
+
+    fn add_to(&self, tensors: &mut HashMap<String, Tensor>) {
+        for (prefix, set) in Self::PREFIXES.iter().zip([&self.best, &self.mean]) {
+            for (k, v) in set.iter().flatten() {
+                tensors.insert(format!("{prefix}{k}"), v.clone());
+            }
+        }
+    }
+}
+
 /// The running mean of the weights after its `count`-th member `weights`:
 /// mean + (weights - mean) / count (the first member is the mean).
 fn running_mean(
@@ -999,18 +998,12 @@ fn save_checkpoint(
     state: &CheckpointState,
     model: &TrainModel,
     adam: &AdamW,
-    best: Option<&HashMap<String, Tensor>>,
-    mean: Option<&HashMap<String, Tensor>>,
+    kept: &Kept,
 ) -> Result<()> {
     std::fs::create_dir_all(folder).map_err(|e| Error::write(folder, e))?;
     let mut tensors = model.tensors();
     tensors.extend(adam.state());
-    if let Some(best) = best {
-        tensors.extend(best.iter().map(|(k, v)| (format!("best.{k}"), v.clone())));
-    }
-    if let Some(mean) = mean {
-        tensors.extend(mean.iter().map(|(k, v)| (format!("mean.{k}"), v.clone())));
-    }
+    kept.add_to(&mut tensors);
     // The tensors first, under the step's own name, then the state that names them: a kill
     // between the two leaves the previous state and its tensors as they were.
     let tensors_path = folder.join(format!("state-{}.safetensors", state.step));

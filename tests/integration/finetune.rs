@@ -200,6 +200,27 @@ fn tiny_rows() -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// `tiny_rows()` as pairs.jsonl in `dir`; its path.
+fn write_tiny_pairs(dir: &Path) -> String {
+    let rows = tiny_rows();
+    let borrowed: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+        .collect();
+    write_pairs(dir, "pairs.jsonl", &borrowed)
+}
+
+/// A successful `finetune` run's model card.
+fn finetune_card(dir: &Path, data: &str, out: &str, extra: &[&str]) -> serde_json::Value {
+    let run = finetune(dir, data, out, extra);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(dir.join(out).join("card.json")).unwrap()).unwrap()
+}
+
 fn finetune(dir: &Path, data: &str, out: &str, extra: &[&str]) -> std::process::Output {
     let mut command = stancer();
     command.current_dir(dir).args([
@@ -233,12 +254,7 @@ fn finetune(dir: &Path, data: &str, out: &str, extra: &[&str]) -> std::process::
 #[test]
 fn finetune_is_repeatable_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let rows = tiny_rows();
-    let borrowed: Vec<(&str, &str, &str)> = rows
-        .iter()
-        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
-        .collect();
-    let data = write_pairs(dir.path(), "pairs.jsonl", &borrowed);
+    let data = write_tiny_pairs(dir.path());
     // Compared by digest: a failure prints two lines, not two files' bytes.
     let read = |out: &str| {
         stancer::encode::model::fetch::sha256_file(
@@ -389,39 +405,19 @@ fn finetune_is_repeatable_and_resumes_exactly() {
 #[test]
 fn select_f_avg_keeps_the_step_with_the_best_validation_f_avg() {
     let dir = tempfile::tempdir().unwrap();
-    let rows = tiny_rows();
-    let borrowed: Vec<(&str, &str, &str)> = rows
-        .iter()
-        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
-        .collect();
-    let data = write_pairs(dir.path(), "pairs.jsonl", &borrowed);
-    let card = |out: &str, extra: &[&str]| -> serde_json::Value {
-        let run = finetune(
-            dir.path(),
-            &data,
-            out,
-            &[
-                &[
-                    "--eval-every",
-                    "1",
-                    "--patience",
-                    "0",
-                    "--lr",
-                    "0.05",
-                    "--max-steps",
-                    "12",
-                ],
-                extra,
-            ]
-            .concat(),
-        );
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        serde_json::from_slice(&std::fs::read(dir.path().join(out).join("card.json")).unwrap())
-            .unwrap()
+    let data = write_tiny_pairs(dir.path());
+    let flags = [
+        "--eval-every",
+        "1",
+        "--patience",
+        "0",
+        "--lr",
+        "0.05",
+        "--max-steps",
+        "12",
+    ];
+    let card = |out: &str, extra: &[&str]| {
+        finetune_card(dir.path(), &data, out, &[&flags[..], extra].concat())
     };
     let mut chosen = Vec::new();
     for (out, extra, name, field) in [
@@ -458,12 +454,7 @@ fn select_f_avg_keeps_the_step_with_the_best_validation_f_avg() {
 #[test]
 fn under_weight_averaging_only_the_mean_is_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let rows = tiny_rows();
-    let borrowed: Vec<(&str, &str, &str)> = rows
-        .iter()
-        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
-        .collect();
-    let data = write_pairs(dir.path(), "pairs.jsonl", &borrowed);
+    let data = write_tiny_pairs(dir.path());
     let flags = [
         "--eval-every",
         "1",
@@ -474,15 +465,8 @@ fn under_weight_averaging_only_the_mean_is_kept() {
         "--select",
         "f-avg",
     ];
-    let card = |out: &str, extra: &[&str]| -> serde_json::Value {
-        let run = finetune(dir.path(), &data, out, &[&flags[..], extra].concat());
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
-        serde_json::from_slice(&std::fs::read(dir.path().join(out).join("card.json")).unwrap())
-            .unwrap()
+    let card = |out: &str, extra: &[&str]| {
+        finetune_card(dir.path(), &data, out, &[&flags[..], extra].concat())
     };
     // Without averaging this run keeps an early step; with it, only steps 7-12 (the mean) compete,
     // and the steps before do not count toward --patience (which would stop it at step 10).
@@ -501,12 +485,7 @@ fn under_weight_averaging_only_the_mean_is_kept() {
 #[test]
 fn weight_averaging_writes_the_mean_of_the_weights_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let rows = tiny_rows();
-    let borrowed: Vec<(&str, &str, &str)> = rows
-        .iter()
-        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
-        .collect();
-    let data = write_pairs(dir.path(), "pairs.jsonl", &borrowed);
+    let data = write_tiny_pairs(dir.path());
     // No validation part: the mean of the weights after steps 4, 5 and 6 is the adapter.
     let settings = [
         "--val-fraction",
@@ -627,12 +606,7 @@ fn finetune_bad_input_is_one_line_and_exit_2() {
 #[test]
 fn an_adapter_made_for_another_base_is_refused_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    let rows = tiny_rows();
-    let borrowed: Vec<(&str, &str, &str)> = rows
-        .iter()
-        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
-        .collect();
-    let data = write_pairs(dir.path(), "pairs.jsonl", &borrowed);
+    let data = write_tiny_pairs(dir.path());
     assert!(finetune(dir.path(), &data, "adapter", &[]).status.success());
     // The card now names a base of the same architecture with other weights.
     let other = dir.path().join("other-base");
@@ -889,12 +863,7 @@ fn entailment_themes_are_the_softmax_of_favor_logits_across_the_themes() {
     use stancer::label::head::entailment::{hypothesis, EntailmentTheme};
     use stancer::label::head::ThemeHead;
     let dir = tempfile::tempdir().unwrap();
-    let rows = tiny_rows();
-    let borrowed: Vec<(&str, &str, &str)> = rows
-        .iter()
-        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
-        .collect();
-    let data = write_pairs(dir.path(), "pairs.jsonl", &borrowed);
+    let data = write_tiny_pairs(dir.path());
     assert!(finetune(dir.path(), &data, "adapter", &[]).status.success());
     let adapter = Adapter::load(&dir.path().join("adapter")).unwrap();
     let model = std::sync::Arc::new(
