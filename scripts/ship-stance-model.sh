@@ -29,9 +29,11 @@ size=$(stat -c %s "$dst/adapter.safetensors")
 [ "$size" -le 4194304 ] || { echo "ship: the adapter is $size bytes, over 4 MB" >&2; exit 2; }
 weights=$(sha256sum "$dst/adapter.safetensors" | cut -d' ' -f1)
 card=$(sha256sum "$dst/card.json" | cut -d' ' -f1)
+# The manifest's comment states the adapter's rank as its card records it.
+rank=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["lora"]["rank"])' "$dst/card.json")
 cat > "models/$name.toml" <<TOML
 $header
-# cross-encoder with LoRA adapters (rank 8 on every linear layer) and a linear head, merged into
+# cross-encoder with LoRA adapters (rank $rank on every linear layer) and a linear head, merged into
 # the base matrices at load. Trained by scripts/train-stance-model.sh; its model card
 # ($name/card.json) lists every training file with its sha256 and licence, the
 # hyperparameters, validation scores, time and speed. Both files are compiled into the binary
