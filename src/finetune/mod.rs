@@ -348,9 +348,6 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
         .map(|&i| validation[i].clone())
         .collect();
 
-    std::fs::create_dir_all(&options.out).map_err(|e| Error::write(&options.out, e))?;
-    write_jsonl(&options.out.join("heldout-test.jsonl"), &test)?;
-
     // Model.
     let config = options.base_files.bert_config()?;
     let tokenizer = TextTokenizer::load(&options.base_files.tokenizer, hyper.max_tokens)?;
@@ -375,6 +372,9 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
     if let Some(init) = &options.init {
         start_from(&model, init, &options.base, &lora)?;
     }
+    // The output folder appears only once the data, base and --init have all been accepted.
+    std::fs::create_dir_all(&options.out).map_err(|e| Error::write(&options.out, e))?;
+    write_jsonl(&options.out.join("heldout-test.jsonl"), &test)?;
     let mut adam = AdamW::new(
         model.vars(),
         AdamWSettings {

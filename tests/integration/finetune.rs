@@ -400,6 +400,10 @@ fn finetune_is_repeatable_and_resumes_exactly() {
     let other = finetune(dir.path(), &data, "f", &["--init", "a", "--alpha", "3"]);
     assert_eq!(other.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&other.stderr).contains("pass the same --rank"));
+    assert!(
+        !dir.path().join("f").exists(),
+        "a refused --init left an output folder"
+    );
 }
 
 #[test]
