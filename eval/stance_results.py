@@ -149,6 +149,8 @@ print("noise, so no stage is calibrated.")
 print(open("eval/stance-tried-2026-12-02.md").read(), end="")
 # Runs of 2026-12-03, likewise.
 print(open("eval/stance-tried-2026-12-03.md").read(), end="")
+# Runs of 2026-12-04, likewise.
+print(open("eval/stance-tried-2026-12-04.md").read(), end="")
 print("\n## Commands\n")
 print("```")
 for name, command in commands.items():
