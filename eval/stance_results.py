@@ -145,12 +145,9 @@ print("(the shipped model's flags otherwise) chose bias offsets favor -0.2, agai
 print("rows, moving their macro-F1 from 0.635 to 0.636. On stage 3 (`--init minilm-l6-stance`, the same flags,")
 print("`--seed 1`; the validation part held 600 rows) it chose favor -0.2, against 0.0: 0.650 to 0.651. Both within")
 print("noise, so no stage is calibrated.")
-# Runs of 2026-12-02 (evening) whose reports were not kept: their numbers, as measured.
-print(open("eval/stance-tried-2026-12-02.md").read(), end="")
-# Runs of 2026-12-03, likewise.
-print(open("eval/stance-tried-2026-12-03.md").read(), end="")
-# Runs of 2026-12-04, likewise.
-print(open("eval/stance-tried-2026-12-04.md").read(), end="")
+# Runs whose reports were not kept (one file per day, oldest first): their numbers, as measured.
+for tried in sorted(pathlib.Path("eval").glob("stance-tried-*.md")):
+    print(tried.read_text(), end="")
 print("\n## Commands\n")
 print("```")
 for name, command in commands.items():
