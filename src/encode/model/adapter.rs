@@ -192,6 +192,17 @@ pub struct Adapter {
     tensors: HashMap<String, Tensor>,
 }
 
+/// Parses an adapter's `card.json`; `path` names it in the message.
+fn parse_card(bytes: &[u8], path: &Path) -> Result<AdapterCard> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Head {
+        path: path.to_path_buf(),
+        message: format!(
+            "not a stancer model card ({e}); pass a folder written by `stancer finetune`, a \
+             stance model name, or `prototype`"
+        ),
+    })
+}
+
 impl Adapter {
     /// Reads `adapter.safetensors` and `card.json` from `folder`.
     pub fn load(folder: &Path) -> Result<Self> {
@@ -206,11 +217,8 @@ impl Adapter {
                 ),
             });
         }
-        let text = std::fs::read_to_string(&card_path).map_err(|e| Error::read(&card_path, e))?;
-        let card: AdapterCard = serde_json::from_str(&text).map_err(|e| Error::Head {
-            path: card_path.clone(),
-            message: format!("not a stancer model card ({e})"),
-        })?;
+        let bytes = std::fs::read(&card_path).map_err(|e| Error::read(&card_path, e))?;
+        let card = parse_card(&bytes, &card_path)?;
         let tensors =
             candle_core::safetensors::load(&weights_path, &Device::Cpu).map_err(|source| {
                 Error::LoadWeights {
@@ -230,10 +238,7 @@ impl Adapter {
     /// Reads an adapter from its two files' bytes (an adapter compiled into the binary).
     /// `origin` names it in messages.
     pub fn from_bytes(weights: &[u8], card: &[u8], origin: &Path) -> Result<Self> {
-        let card: AdapterCard = serde_json::from_slice(card).map_err(|e| Error::Head {
-            path: origin.join(CARD_FILE),
-            message: format!("not a stancer model card ({e})"),
-        })?;
+        let card = parse_card(card, &origin.join(CARD_FILE))?;
         let tensors =
             candle_core::safetensors::load_buffer(weights, &Device::Cpu).map_err(|source| {
                 Error::LoadWeights {
