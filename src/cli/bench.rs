@@ -59,6 +59,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.passes == 0 {
         anyhow::bail!("--passes 0: at least one timed pass is needed");
     }
+    super::output::check_folder(args.json.as_deref())?;
     // Thread counts are read by candle (RAYON_NUM_THREADS, per matrix product) and by rayon's
     // global pool (once, when it starts), so both are set before any work.
     if let Some(threads) = args.threads {

@@ -97,6 +97,7 @@ pub fn run(args: ClassifyArgs) -> anyhow::Result<ExitCode> {
             message: "--resume continues jsonl or csv output; the table is not resumable".into()
         });
     }
+    super::output::check_folder(args.output.as_deref())?;
     let shard = args.shard;
     // A text document not in this shard is not even read.
     let owned = |source: &Source| match (shard, source) {

@@ -40,6 +40,7 @@ const CHUNK: usize = 1024;
 
 pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
     let sources = input::expand(&args.inputs)?;
+    super::output::check_folder(args.output.as_deref())?;
     let (embedder, _) = load_embedder(&args.model)?;
     let mut output = Output::open(args.output.as_deref())?;
     let mut total = 0;

@@ -64,6 +64,8 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    super::output::check_folder(args.json.as_deref())?;
+    super::output::check_folder(args.html.as_deref())?;
     let bootstrap = Bootstrap::default()
         .resamples(args.resamples)
         .seed(args.seed);

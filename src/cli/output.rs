@@ -21,10 +21,7 @@ impl Output {
         match path {
             None => Ok(Output::Stdout(BufWriter::new(std::io::stdout()))),
             Some(path) => {
-                let folder = match path.parent() {
-                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                    _ => PathBuf::from("."),
-                };
+                let folder = output_folder(path)?;
                 let temporary = tempfile::Builder::new()
                     .prefix(".stancer-")
                     .suffix(".partial")
@@ -114,6 +111,7 @@ impl Resumable {
         resume: bool,
         notice: &mut dyn FnMut(&str),
     ) -> anyhow::Result<(Self, u64, bool)> {
+        output_folder(path)?;
         let partial = sibling(path, ".partial");
         let state_path = sibling(path, ".partial.json");
         let write_error = |target: &Path| format!("cannot write {}", target.display());
@@ -265,6 +263,32 @@ impl Write for Resumable {
 }
 
 /// `FILE` + suffix, in FILE's folder.
+/// Refuses, before any work, an output file whose folder does not exist: the commands call this
+/// first, so that a mistyped `-o`, `--json` or `--html` fails before models load and inputs are
+/// scored rather than after (the writers check again when they open).
+pub fn check_folder(path: Option<&Path>) -> anyhow::Result<()> {
+    path.map_or(Ok(()), |path| output_folder(path).map(|_| ()))
+}
+
+/// The folder an output file goes in ("." for a bare name), refused with a usage error when it
+/// does not exist, before anything is written.
+fn output_folder(path: &Path) -> anyhow::Result<PathBuf> {
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !folder.is_dir() {
+        anyhow::bail!(stancer::Error::Usage {
+            message: format!(
+                "cannot write {}: the folder {} does not exist; create it first",
+                path.display(),
+                folder.display()
+            )
+        });
+    }
+    Ok(folder)
+}
+
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(suffix);

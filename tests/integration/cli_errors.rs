@@ -66,6 +66,41 @@ fn missing_model_folder() {
     );
 }
 
+/// An output file in a folder that does not exist is refused at once, before the model loads or
+/// any input is scored (classify's stance model would otherwise be fetched first here), and
+/// nothing is written.
+#[test]
+fn output_in_a_missing_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = text_file(dir.path());
+    let gold = dir.path().join("gold.jsonl");
+    std::fs::write(
+        &gold,
+        "{\"text\": \"China will broker peace.\", \"target\": \"China\", \"stance\": \"favor\"}\n",
+    )
+    .unwrap();
+    let model = tiny_model_folder();
+    let model = model.to_str().unwrap();
+    let missing = dir.path().join("no-such-folder");
+    let target = missing.join("out.json");
+    let target = target.to_str().unwrap();
+    let gold = gold.to_str().unwrap();
+    let runs: [&[&str]; 4] = [
+        &["embed", &input, "--model", model, "-o", target],
+        &["classify", &input, "--model", model, "-o", target],
+        &["eval", gold, "--model", model, "--json", target],
+        &["eval", gold, "--model", model, "--html", target],
+    ];
+    for args in runs {
+        fails_with(
+            args,
+            dir.path(),
+            "no-such-folder does not exist; create it first",
+        );
+        assert!(!missing.exists());
+    }
+}
+
 #[test]
 fn model_folder_without_weights() {
     let dir = tempfile::tempdir().unwrap();
