@@ -339,6 +339,9 @@ impl TrainModel {
 
     /// A copy of the trained tensors' current values, by adapter name. A copy, not a view:
     /// `Var::set` writes in place, so a view kept as "the best weights" would follow training.
+    /// Detached: a copy of a `Var` is tracked for backprop, and everything computed from it
+    /// (the running mean of `--average-from`, one step after another) would keep every earlier
+    /// value alive through its graph.
     pub fn tensors(&self) -> HashMap<String, Tensor> {
         self.vars
             .iter()
@@ -346,7 +349,8 @@ impl TrainModel {
                 let copy = var
                     .as_tensor()
                     .copy()
-                    .expect("this is a bug: a tensor copies");
+                    .expect("this is a bug: a tensor copies")
+                    .detach();
                 (name.clone(), copy)
             })
             .collect()
