@@ -36,7 +36,9 @@ pub struct FinetuneArgs {
     /// The linear layers LoRA adapts, comma-separated (default: all six of each layer).
     #[arg(long, value_delimiter = ',', value_name = "LAYERS")]
     lora_targets: Vec<String>,
-    /// Also train these, comma-separated: norms (every LayerNorm), biases (every linear bias).
+    /// Also train these, comma-separated: norms (every LayerNorm), biases (every linear bias),
+    /// weights (every encoder weight matrix: full fine-tuning, with no LoRA unless
+    /// --lora-targets names some; the adapter then holds whole matrices, ~40 MB for MiniLM-L6).
     #[arg(long, value_delimiter = ',', value_name = "WHAT")]
     unfreeze: Vec<String>,
     /// The longest pair in tokens, special tokens included (the paragraph is cut, never the
@@ -130,6 +132,12 @@ pub struct FinetuneArgs {
     /// `stancer finetune`) instead of fresh weights; its base and LoRA shape must match.
     #[arg(long, value_name = "MODEL")]
     init: Option<String>,
+    /// With --unfreeze weights: write each weight matrix's change from the base as its best
+    /// rank-R approximation (an adapter of LoRA rank R, alpha R, small enough to ship) instead of
+    /// the whole matrices; the model card says what share of each change the rank keeps. With
+    /// --init FULL --max-steps 0 it compresses a finished run without training.
+    #[arg(long, default_value_t = 0, value_name = "R")]
+    compress_rank: usize,
     /// Threads (default: one per core, or RAYON_NUM_THREADS).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -174,10 +182,11 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
     }
     let threads = candle_core::utils::get_num_threads();
     for what in &args.unfreeze {
-        if what != "norms" && what != "biases" {
-            anyhow::bail!("--unfreeze {what}: expected norms or biases");
+        if !["norms", "biases", "weights"].contains(&what.as_str()) {
+            anyhow::bail!("--unfreeze {what}: expected norms, biases or weights");
         }
     }
+    let unfreeze_weights = args.unfreeze.iter().any(|u| u == "weights");
     let spec = ModelSpec::parse(Some(&args.base))?;
     let resolved = spec.resolve(&mut |line| notice(quiet, line))?;
     let base = BaseModel {
@@ -188,13 +197,17 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
     let hyper = Hyperparameters {
         rank: args.rank,
         alpha: args.alpha,
-        lora_targets: if args.lora_targets.is_empty() {
+        // Trained weight matrices make LoRA redundant: none unless asked for.
+        lora_targets: if args.lora_targets.is_empty() && unfreeze_weights {
+            Vec::new()
+        } else if args.lora_targets.is_empty() {
             defaults.lora_targets
         } else {
             args.lora_targets.clone()
         },
         unfreeze_norms: args.unfreeze.iter().any(|u| u == "norms"),
         unfreeze_biases: args.unfreeze.iter().any(|u| u == "biases"),
+        unfreeze_weights,
         max_tokens: args.max_tokens,
         batch: args.batch,
         accumulate: args.accumulate,
@@ -247,6 +260,7 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<ExitCode> {
         } else {
             0
         },
+        compress_rank: args.compress_rank,
     };
     let options = FinetuneOptions {
         data: args.data.clone(),

@@ -16,6 +16,7 @@
 //! batch of 16 pairs of ~130 tokens that is about 50 MB a layer.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -52,9 +53,46 @@ fn column_sums(matrix: &[f32], width: usize) -> Vec<f32> {
     sums
 }
 
-/// A linear layer's values for one step: the base matrices, the bias and LoRA's A and B.
+/// `dW = dout^T · x` (outputs x inputs) for `dout` (rows x outputs) and `x` (rows x inputs),
+/// summed over all rows. Blocks of a fixed number of W's rows are spread over the threads, each
+/// block one product over every row, so the bits depend neither on the threads nor the split.
+fn weight_gradient(dout: &[f32], x: &[f32], outputs: usize, inputs: usize) -> Vec<f32> {
+    const BLOCK: usize = 64;
+    let rows = dout.len() / outputs;
+    let mut dw = vec![0f32; outputs * inputs];
+    dw.par_chunks_mut(BLOCK * inputs)
+        .enumerate()
+        .for_each(|(i, block)| {
+            let first = i * BLOCK;
+            let m = block.len() / inputs;
+            // SAFETY: dout is rows x outputs, read transposed from column `first` (m columns);
+            // x rows x inputs; the block m x inputs; all contiguous, as sized.
+            unsafe {
+                matmul(
+                    m,
+                    inputs,
+                    rows,
+                    block.as_mut_ptr(),
+                    inputs,
+                    false,
+                    dout.as_ptr().add(first),
+                    1,
+                    outputs,
+                    x.as_ptr(),
+                    inputs,
+                    1,
+                    1.0,
+                )
+            };
+        });
+    dw
+}
+
+/// A linear layer's values for one step: the matrices (packed once for a frozen W, afresh for
+/// a trained one), the bias and LoRA's A and B.
 struct LinearStep<'m> {
     linear: &'m Linear,
+    packed: Arc<ops::FrozenLinear>,
     bias: Cow<'m, [f32]>,
     /// A (rank x inputs) and B (outputs x rank), and the rank.
     lora: Option<(Vec<f32>, Vec<f32>, usize)>,
@@ -67,6 +105,12 @@ impl<'m> LinearStep<'m> {
             Param::Frozen(_) => Cow::Borrowed(linear.base.bias.as_slice()),
             Param::Trained { var, .. } => Cow::Owned(values(var.as_tensor())?),
         };
+        let packed = match &linear.weight {
+            Param::Frozen(_) => linear.base.clone(),
+            Param::Trained { var, .. } => {
+                ops::FrozenLinear::new(var.as_tensor(), &linear.base.bias_tensor()?)?
+            }
+        };
         let lora = match &linear.lora {
             None => None,
             Some(Lora { a, b, .. }) => {
@@ -76,6 +120,7 @@ impl<'m> LinearStep<'m> {
         };
         Ok(Self {
             linear,
+            packed,
             bias,
             lora,
             scale: linear.scale as f32,
@@ -83,11 +128,11 @@ impl<'m> LinearStep<'m> {
     }
 
     fn inputs(&self) -> usize {
-        self.linear.base.inputs
+        self.packed.inputs
     }
 
     fn outputs(&self) -> usize {
-        self.linear.base.outputs
+        self.packed.outputs
     }
 
     /// `x · W^T + b + scale · (x · A^T) · B^T` for `x` (rows x inputs); also returns
@@ -105,7 +150,7 @@ impl<'m> LinearStep<'m> {
                 for row in out.chunks_exact_mut(outputs) {
                     row.copy_from_slice(&self.bias);
                 }
-                self.linear.base.forward.block(x, out, inputs, outputs);
+                self.packed.forward.block(x, out, inputs, outputs);
                 let Some((a, b, rank)) = &self.lora else {
                     return Vec::new();
                 };
@@ -195,7 +240,7 @@ impl<'m> LinearStep<'m> {
                 }
             };
             if let Some(dx) = dx {
-                self.linear.base.backward.block(g, dx, outputs, inputs);
+                self.packed.backward.block(g, dx, outputs, inputs);
                 if let Some((a, _, rank)) = lora {
                     // SAFETY: v is m x rank, A rank x inputs, dx m x inputs, contiguous.
                     unsafe {
@@ -296,6 +341,9 @@ impl<'m> LinearStep<'m> {
             grads.0[*b_index] = Some(db);
         }
         grads.set(self.linear.bias.index(), || column_sums(dout, outputs));
+        grads.set(self.linear.weight.index(), || {
+            weight_gradient(dout, x, outputs, inputs)
+        });
         dx
     }
 }
@@ -1204,6 +1252,19 @@ mod tests {
             Unfreeze {
                 norms: true,
                 biases: true,
+                weights: false,
+            },
+        );
+    }
+
+    #[test]
+    fn the_hand_written_step_matches_with_every_weight_trained() {
+        check(
+            Activation::Gelu,
+            Unfreeze {
+                norms: true,
+                biases: true,
+                weights: true,
             },
         );
     }
@@ -1228,8 +1289,44 @@ mod tests {
     }
 
     #[test]
+    fn the_weight_gradient_matches_the_sum_over_rows_in_every_block() {
+        // 150 outputs: three blocks of W's rows, the last one short.
+        let (rows, outputs, inputs) = (7, 150, 5);
+        let mut random = SplitMix64::new(3);
+        let mut draw = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| (random.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+                .collect()
+        };
+        let (dout, x) = (draw(rows * outputs), draw(rows * inputs));
+        let dw = weight_gradient(&dout, &x, outputs, inputs);
+        for o in 0..outputs {
+            for i in 0..inputs {
+                let expected: f32 = (0..rows)
+                    .map(|r| dout[r * outputs + o] * x[r * inputs + i])
+                    .sum();
+                let got = dw[o * inputs + i];
+                assert!(
+                    (got - expected).abs() < 1e-5,
+                    "dW[{o}][{i}] {got} vs {expected}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn the_step_is_the_same_on_one_thread_and_on_four() {
-        let model = model(Activation::Gelu, Unfreeze::default());
+        let trained = Unfreeze {
+            weights: true,
+            ..Unfreeze::default()
+        };
+        for unfreeze in [Unfreeze::default(), trained] {
+            same_on_one_thread_and_on_four(unfreeze);
+        }
+    }
+
+    fn same_on_one_thread_and_on_four(unfreeze: Unfreeze) {
+        let model = model(Activation::Gelu, unfreeze);
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)

@@ -7,6 +7,7 @@
 //! where a killed run stopped, and the output is an adapter (merged into the base at load) with
 //! a model card that says what it was trained on and how.
 
+pub mod compress;
 pub mod data;
 pub mod engine;
 pub mod model;
@@ -44,6 +45,9 @@ pub struct Hyperparameters {
     pub lora_targets: Vec<String>,
     pub unfreeze_norms: bool,
     pub unfreeze_biases: bool,
+    /// Every encoder linear layer's weight matrix is trained too (full fine-tuning).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unfreeze_weights: bool,
     pub max_tokens: usize,
     pub batch: usize,
     pub accumulate: usize,
@@ -79,6 +83,10 @@ pub struct Hyperparameters {
     /// weight averaging) and validate, keep and write the mean instead of the current weights.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub average_from: Option<f64>,
+    /// With trained weight matrices: write each one's change from the base as its best
+    /// approximation of this rank (a LoRA adapter; 0: the whole matrices).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub compress_rank: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -101,6 +109,7 @@ impl Default for Hyperparameters {
             lora_targets: model::LORA_TARGETS.iter().map(|s| s.to_string()).collect(),
             unfreeze_norms: false,
             unfreeze_biases: false,
+            unfreeze_weights: false,
             max_tokens: 160,
             batch: 16,
             accumulate: 1,
@@ -123,6 +132,7 @@ impl Default for Hyperparameters {
             calibration_rows: 0,
             select: Metric::MacroF1,
             average_from: None,
+            compress_rank: 0,
         }
     }
 }
@@ -365,12 +375,27 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
     let unfreeze = Unfreeze {
         norms: hyper.unfreeze_norms,
         biases: hyper.unfreeze_biases,
+        weights: hyper.unfreeze_weights,
+    };
+    // Full fine-tuning from a trained model starts from its adapter merged into the base.
+    let merged_init = hyper.unfreeze_weights && options.init.is_some();
+    let base = match &options.init {
+        Some(init) if merged_init => {
+            init.adapter
+                .check_base(&options.base.name, &options.base.sha256)?;
+            init.adapter.merge_into(&options.base_files, &config)?
+        }
+        _ => base,
     };
     let model = TrainModel::new(&base, &config, &lora, unfreeze, 3, hyper.seed, &device)
         .map_err(Error::encoder)?;
     drop(base);
-    if let Some(init) = &options.init {
-        start_from(&model, init, &options.base, &lora)?;
+    match &options.init {
+        Some(init) if merged_init => model
+            .set_tensors_present(init.adapter.tensors())
+            .map_err(Error::encoder)?,
+        Some(init) => start_from(&model, init, &options.base, &lora)?,
+        None => {}
     }
     // The output folder appears only once the data, base and --init have all been accepted.
     std::fs::create_dir_all(&options.out).map_err(|e| Error::write(&options.out, e))?;
@@ -666,6 +691,18 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
     } else {
         0.0
     };
+    let (card_lora, compression) = if hyper.compress_rank > 0 {
+        let (settings, report) = compress_weights(
+            &mut tensors,
+            &options.base_files.tensors()?,
+            hyper.compress_rank,
+            hyper.seed,
+        )
+        .map_err(Error::encoder)?;
+        (settings, Some(report))
+    } else {
+        (lora.clone(), None)
+    };
     let test_counts = count_classes(&test);
     let card = model_card(CardInputs {
         options,
@@ -679,9 +716,10 @@ pub fn run(options: &FinetuneOptions, events: &mut dyn FnMut(Event)) -> Result<F
         per_epoch,
         stopped: &stopped,
         pairs_per_second,
-        lora: &lora,
+        lora: &card_lora,
         started_seconds: started.elapsed().as_secs_f64(),
         calibration: calibration.as_ref(),
+        compression,
     });
     write_adapter(&options.out, &tensors, &card)?;
     Ok(FinetuneReport {
@@ -713,6 +751,13 @@ fn check(hyper: &Hyperparameters) -> Result<()> {
     }
     if hyper.validation_per_mille + hyper.test_per_mille >= 1000 {
         return fail("the validation and test parts leave nothing to train on".into());
+    }
+    if hyper.compress_rank > 0 && (!hyper.unfreeze_weights || !hyper.lora_targets.is_empty()) {
+        return fail(
+            "--compress-rank needs --unfreeze weights and no --lora-targets: it writes trained \
+             weight matrices as low-rank updates"
+                .into(),
+        );
     }
     for target in &hyper.lora_targets {
         if !model::LORA_TARGETS.contains(&target.as_str()) {
@@ -1062,6 +1107,7 @@ struct CardInputs<'a> {
     lora: &'a LoraSettings,
     started_seconds: f64,
     calibration: Option<&'a (Calibration, usize)>,
+    compression: Option<serde_json::Value>,
 }
 
 fn model_card(inputs: CardInputs) -> serde_json::Value {
@@ -1118,6 +1164,7 @@ fn model_card(inputs: CardInputs) -> serde_json::Value {
             "macro_f1_before": c.before,
             "macro_f1_after": c.after,
         })),
+        "compression": inputs.compression,
         "initialised_from": options.init.as_ref().map(|init| serde_json::json!({
             "name": init.name,
             "card": init.adapter.card,
@@ -1159,6 +1206,84 @@ fn model_card(inputs: CardInputs) -> serde_json::Value {
         map.extend(extra);
     }
     value
+}
+
+/// Replaces each trained weight matrix `NAME.weight` of the encoder's linear layers in
+/// `tensors` by `NAME.lora_a` and `NAME.lora_b`, the best rank-`rank` approximation of its change
+/// from the base (`compress::low_rank`); returns the LoRA settings that load it (alpha = rank,
+/// so scale 1) and, for the model card, the share of each change's `‖W - W0‖²` kept.
+fn compress_weights(
+    tensors: &mut HashMap<String, Tensor>,
+    base: &HashMap<String, Tensor>,
+    rank: usize,
+    seed: u64,
+) -> candle_core::Result<(LoraSettings, serde_json::Value)> {
+    let root = if base.contains_key("embeddings.word_embeddings.weight") {
+        ""
+    } else {
+        "bert."
+    };
+    let mut names: Vec<String> = tensors
+        .keys()
+        .filter(|name| {
+            name.starts_with("encoder.layer.")
+                && model::LORA_TARGETS
+                    .iter()
+                    .any(|t| name.ends_with(&format!(".{t}.weight")))
+        })
+        .cloned()
+        .collect();
+    names.sort();
+    let mut kept = serde_json::Map::new();
+    let mut targets: Vec<String> = Vec::new();
+    for name in &names {
+        let trained = tensors.remove(name).expect("listed above");
+        let original = base
+            .get(&format!("{root}{name}"))
+            .ok_or_else(|| candle_core::Error::Msg(format!("the base has no {root}{name}")))?
+            .to_dtype(DType::F32)?;
+        let (outputs, inputs) = trained.dims2()?;
+        let delta = (trained.to_dtype(DType::F32)? - original)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let low = compress::low_rank(&delta, outputs, inputs, rank, seed);
+        let device = &Device::Cpu;
+        let module = name.strip_suffix(".weight").expect("filtered above");
+        tensors.insert(
+            format!("{module}.lora_a"),
+            Tensor::from_vec(low.a, (low.rank, inputs), device)?,
+        );
+        tensors.insert(
+            format!("{module}.lora_b"),
+            Tensor::from_vec(low.b, (outputs, low.rank), device)?,
+        );
+        kept.insert(module.to_string(), serde_json::json!(low.kept));
+        let target = model::LORA_TARGETS
+            .iter()
+            .find(|t| module.ends_with(&format!(".{t}")))
+            .expect("filtered above");
+        if !targets.iter().any(|t| t == target) {
+            targets.push(target.to_string());
+        }
+    }
+    let order = |t: &String| model::LORA_TARGETS.iter().position(|x| x == t);
+    targets.sort_by_key(order);
+    let shares: Vec<f64> = kept.values().filter_map(|v| v.as_f64()).collect();
+    let report = serde_json::json!({
+        "method": "each trained weight matrix's change from the base, W - W0, written as its best rank-r approximation B · A (truncated SVD by subspace iteration in f64), so the adapter is LoRA of rank r with alpha r",
+        "rank": rank,
+        "share_of_change_kept_mean": shares.iter().sum::<f64>() / shares.len().max(1) as f64,
+        "share_of_change_kept_min": shares.iter().copied().fold(f64::INFINITY, f64::min),
+        "share_of_change_kept": kept,
+    });
+    Ok((
+        LoraSettings {
+            rank,
+            alpha: rank as f64,
+            targets,
+        },
+        report,
+    ))
 }
 
 fn write_adapter(

@@ -1,5 +1,6 @@
 //! The model being trained: a BERT cross-encoder, the base weights frozen, low-rank (LoRA)
-//! updates on the chosen linear layers and a linear head over the mean-pooled tokens trainable.
+//! updates on the chosen linear layers and a linear head over the mean-pooled tokens trainable
+//! (or, for full fine-tuning, the encoder's weight matrices themselves).
 //! The same module tree and tensor names as the checkpoint, so what it learns merges straight
 //! into the base model's matrices (see `model::adapter`).
 //!
@@ -39,6 +40,8 @@ pub struct Unfreeze {
     pub norms: bool,
     /// Every linear layer's bias.
     pub biases: bool,
+    /// Every encoder linear layer's weight matrix (full fine-tuning; LoRA is then redundant).
+    pub weights: bool,
 }
 
 /// A tensor that is either frozen (a constant) or trained (a `Var`, at `index` in the model's
@@ -110,13 +113,13 @@ impl LayerNorm {
 
 /// A linear layer `x · W^T + b` with an optional low-rank update `scale · x · A^T · B^T`.
 pub(super) struct Linear {
-    /// W transposed, (inputs, outputs), contiguous: the layout candle's product reads.
-    weight_t: Tensor,
+    /// W, (outputs, inputs).
+    pub(super) weight: Param,
     pub(super) bias: Param,
     pub(super) lora: Option<Lora>,
     pub(super) scale: f64,
     /// W packed for both products, and the base bias (used as the fused operation only when
-    /// the bias is frozen).
+    /// the weight and the bias are frozen; a trained W is packed afresh for each step).
     pub(super) base: Arc<ops::FrozenLinear>,
 }
 
@@ -131,10 +134,10 @@ pub(super) struct Lora {
 
 impl Linear {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        let out = match self.bias.index() {
-            None => self.base.forward(xs)?,
-            Some(_) => xs
-                .matmul(&self.weight_t)?
+        let out = match (self.weight.index(), self.bias.index()) {
+            (None, None) => self.base.forward(xs)?,
+            _ => xs
+                .matmul(&self.weight.tensor().t()?.contiguous()?)?
                 .broadcast_add(self.bias.tensor())?,
         };
         match &self.lora {
@@ -271,7 +274,7 @@ impl TrainModel {
             let base = ops::FrozenLinear::new(&weight, &get(&format!("{name}.bias"))?)?;
             Ok(Linear {
                 base,
-                weight_t: weight.t()?.contiguous()?,
+                weight: Param::new(weight, unfreeze.weights, format!("{name}.weight"), vars)?,
                 bias: Param::new(
                     get(&format!("{name}.bias"))?,
                     unfreeze.biases,
@@ -363,6 +366,20 @@ impl TrainModel {
                 .get(name)
                 .ok_or_else(|| candle_core::Error::Msg(format!("the adapter has no {name}")))?;
             var.set(&value.to_dtype(DType::F32)?.to_device(&self.device)?)?;
+        }
+        Ok(())
+    }
+
+    /// Sets the trained tensors that `tensors` holds and leaves the others as they are (a
+    /// LoRA adapter's head and norms on a model built from that adapter merged into its base).
+    pub fn set_tensors_present(
+        &self,
+        tensors: &HashMap<String, Tensor>,
+    ) -> candle_core::Result<()> {
+        for (name, var) in &self.vars {
+            if let Some(value) = tensors.get(name) {
+                var.set(&value.to_dtype(DType::F32)?.to_device(&self.device)?)?;
+            }
         }
         Ok(())
     }

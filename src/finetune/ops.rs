@@ -119,6 +119,11 @@ impl FrozenLinear {
         }))
     }
 
+    /// The base bias as a tensor (to pack a trained W beside it).
+    pub fn bias_tensor(&self) -> Result<Tensor> {
+        Tensor::from_slice(&self.bias, self.outputs, &candle_core::Device::Cpu)
+    }
+
     pub fn forward(self: &Arc<Self>, xs: &Tensor) -> Result<Tensor> {
         xs.contiguous()?.apply_op1(FrozenLinearOp(self.clone()))
     }

@@ -940,3 +940,103 @@ fn every_built_in_stance_model_loads_verified_on_its_base() {
         assert!(adapter.card.max_tokens > 0);
     }
 }
+
+/// Logits of PAIRS through `adapter` merged into the tiny base, on the packed engine.
+fn merged_logits(adapter: &Adapter) -> Vec<f32> {
+    let folder = tiny_model_folder();
+    flat(
+        &merged(folder, adapter, Engine::Packed, Matmul::F32)
+            .predict(&pair_batch(folder, 64))
+            .unwrap(),
+    )
+}
+
+#[test]
+fn full_finetuning_merges_exactly_and_compresses_at_full_rank_to_the_same_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write_tiny_pairs(dir.path());
+    let weights = ["--unfreeze", "weights", "--lr", "1e-2"];
+    let card = finetune_card(dir.path(), &data, "full", &weights);
+    // No LoRA: the adapter holds the trained matrices themselves.
+    assert_eq!(card["lora"]["targets"], serde_json::json!([]));
+    let full = Adapter::load(&dir.path().join("full")).unwrap();
+    assert!(full
+        .tensors()
+        .contains_key("encoder.layer.0.attention.self.query.weight"));
+
+    // The merged model equals the training forward with the same weights.
+    let folder = tiny_model_folder();
+    let files = ModelFiles::in_folder(folder);
+    let config = stancer::encode::model::read_bert_config(&files.config).unwrap();
+    let base = candle_core::safetensors::load(&files.weights, &Device::Cpu).unwrap();
+    let unfreeze = Unfreeze {
+        weights: true,
+        ..Unfreeze::default()
+    };
+    let model = TrainModel::new(
+        &base,
+        &config,
+        &full.card.lora,
+        unfreeze,
+        3,
+        5,
+        &Device::Cpu,
+    )
+    .unwrap();
+    model.set_tensors(full.tensors()).unwrap();
+    let training = model
+        .forward(&pair_batch(folder, 64))
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let merged_full = merged_logits(&full);
+    let difference = max_abs_difference(&merged_full, &training);
+    assert!(difference <= 1e-4, "merged vs training: {difference}");
+
+    // Compressed at the smaller side of every matrix (the tiny model's hidden size), the
+    // low-rank adapter is the same model; at rank 1 it is not, and its card says how much
+    // of the change it kept.
+    let compress = |out: &str, rank: &str| {
+        let mut extra = vec![
+            "--init",
+            "full",
+            "--max-steps",
+            "0",
+            "--compress-rank",
+            rank,
+        ];
+        extra.extend(["--unfreeze", "weights"]);
+        let card = finetune_card(dir.path(), &data, out, &extra);
+        (card, Adapter::load(&dir.path().join(out)).unwrap())
+    };
+    let hidden = config.hidden_size.to_string();
+    let (card, exact) = compress("exact", &hidden);
+    assert_eq!(card["lora"]["rank"], config.hidden_size);
+    assert_eq!(card["lora"]["targets"].as_array().unwrap().len(), 6);
+    assert!(
+        card["compression"]["share_of_change_kept_min"]
+            .as_f64()
+            .unwrap()
+            > 0.999_999
+    );
+    let difference = max_abs_difference(&merged_logits(&exact), &merged_full);
+    assert!(difference <= 1e-4, "full-rank compression: {difference}");
+    let (card, one) = compress("one", "1");
+    let kept = card["compression"]["share_of_change_kept_mean"]
+        .as_f64()
+        .unwrap();
+    assert!(kept < 0.99 && kept > 0.0, "rank 1 kept {kept}");
+    assert!(max_abs_difference(&merged_logits(&one), &merged_full) > 1e-4);
+
+    // Compression without trained matrices is refused in one line.
+    let output = finetune(dir.path(), &data, "bad", &["--compress-rank", "2"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--compress-rank needs --unfreeze weights"),
+        "{stderr}"
+    );
+}
