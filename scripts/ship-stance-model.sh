@@ -14,7 +14,7 @@ name=${2:-minilm-l6-stance}
 case "$name" in
   minilm-l6-stance)
     header="# The stance model stancer uses by default: all-MiniLM-L6-v2 fine-tuned as a (target, paragraph)"
-    description="stance cross-encoder: all-MiniLM-L6-v2 + LoRA, trained on VAST, IBM ArgQ, SemEval-2016 and SNLI" ;;
+    description="stance cross-encoder: all-MiniLM-L6-v2 fine-tuned (LoRA, then every weight, compressed to a low-rank update), trained on VAST, IBM ArgQ, SemEval-2016, SNLI and CAD" ;;
   minilm-l6-stance-research)
     header="# RESEARCH USE ONLY, never the default: minilm-l6-stance continued with research-only sets as well
 # (COVID-19, P-Stance, WT-WT, ChatStance; their terms bind this model). all-MiniLM-L6-v2 as a (target, paragraph)"
@@ -33,8 +33,9 @@ card=$(sha256sum "$dst/card.json" | cut -d' ' -f1)
 rank=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["lora"]["rank"])' "$dst/card.json")
 cat > "models/$name.toml" <<TOML
 $header
-# cross-encoder with LoRA adapters (rank $rank on every linear layer) and a linear head, merged into
-# the base matrices at load. Trained by scripts/train-stance-model.sh; its model card
+# cross-encoder with a rank-$rank update on every linear layer (LoRA, or a full fine-tune's change
+# compressed to that rank; the card says which) and a linear head, merged into the base matrices
+# at load. Trained by scripts/train-stance-model.sh; its model card
 # ($name/card.json) lists every training file with its sha256 and licence, the
 # hyperparameters, validation scores, time and speed. Both files are compiled into the binary
 # and checked against these sha256 on every load.
