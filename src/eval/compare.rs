@@ -282,11 +282,16 @@ fn paired_bootstrap(
     metric: Metric,
     bootstrap: &Bootstrap,
 ) -> Option<PairedTest> {
-    let score_a = a.all_counts().score(metric)?;
-    let score_b = b.all_counts().score(metric)?;
+    let (all_a, all_b) = (a.all_counts(), b.all_counts());
+    let score_a = all_a.score(metric)?;
+    let score_b = all_b.score(metric)?;
+    // A class either side predicts but the gold lacks stays in every resample's average (see
+    // Counts::score_within).
+    let (false_alarms_a, false_alarms_b) =
+        (all_a.predicted_never_gold(), all_b.predicted_never_gold());
     let [differences] = resample(clusters, bootstrap, |rows| {
-        let a = a.counts(rows).score(metric);
-        let b = b.counts(rows).score(metric);
+        let a = a.counts(rows).score_within(metric, &false_alarms_a);
+        let b = b.counts(rows).score_within(metric, &false_alarms_b);
         [a.zip(b).map(|(a, b)| b - a)]
     });
     let p_value = two_sided_p(&differences);

@@ -221,6 +221,42 @@ impl Counts {
         }
     }
 
+    /// The labels that are predicted on these counts but never gold: their F1 is 0 wherever
+    /// it is defined, and they count in every average (see [`Counts::score_within`]).
+    pub(crate) fn predicted_never_gold(&self) -> Vec<bool> {
+        (0..self.size)
+            .map(|label| self.support(label) == 0 && self.predicted(label) > 0)
+            .collect()
+    }
+
+    /// The metric on a resample of a set whose [`Counts::predicted_never_gold`] labels are
+    /// `false_alarms`: such a label scores F1 0 in the resample's averages even where the
+    /// resample happens to lack its predictions. Without this, a class the gold lacks and a model
+    /// predicts a few times drops out of some resamples' averages and not others, and the
+    /// interval mixes two different averages (a macro-F1 of 0.56 got the interval [0.55, 0.83]).
+    /// A label with gold rows that a resample lacks entirely is left out of its averages, as in
+    /// [`Counts::score`], so a perfect model's interval stays [1, 1].
+    pub(crate) fn score_within(&self, metric: Metric, false_alarms: &[bool]) -> Option<f64> {
+        assert_eq!(
+            false_alarms.len(),
+            self.size,
+            "one flag per label of the counts; this is a bug"
+        );
+        let labels: Vec<usize> = match metric {
+            Metric::Accuracy => return self.accuracy(),
+            Metric::MacroF1 => (0..self.size).collect(),
+            Metric::FAvg => vec![Stance::Favor.index(), Stance::Against.index()],
+        };
+        let f1s: Vec<f64> = labels
+            .into_iter()
+            .filter_map(|label| match self.precision_recall_f1(label) {
+                Some(scores) => Some(scores.2),
+                None => false_alarms[label].then_some(0.0),
+            })
+            .collect();
+        (!f1s.is_empty()).then(|| f1s.iter().sum::<f64>() / f1s.len() as f64)
+    }
+
     /// The mean F1 over the given labels that are defined; `None` when none is.
     pub(crate) fn mean_f1(&self, labels: impl IntoIterator<Item = usize>) -> Option<f64> {
         let f1s: Vec<f64> = labels
@@ -310,6 +346,33 @@ mod tests {
         close(scores[1].recall, 0.0);
         close(scores[1].f1, 0.0);
         close(confusion.macro_f1(), (2.0 / 3.0 + 0.0) / 2.0);
+    }
+
+    #[test]
+    fn a_resample_keeps_a_false_alarm_class_in_its_averages() {
+        // Whole set: c is never gold and predicted once, so it is defined with F1 0.
+        let whole = Counts::from_pairs(3, [(0, 0), (1, 1), (0, 2)]);
+        let false_alarms = whole.predicted_never_gold();
+        assert_eq!(false_alarms, [false, false, true]);
+        for metric in [Metric::Accuracy, Metric::MacroF1] {
+            assert_eq!(
+                whole.score_within(metric, &false_alarms),
+                whole.score(metric)
+            );
+        }
+        // A resample without the (a, c) row: c is absent from it, yet still counted, as 0.
+        let resample = Counts::from_pairs(3, [(0, 0), (1, 1)]);
+        close(resample.score(Metric::MacroF1), 1.0);
+        close(
+            resample.score_within(Metric::MacroF1, &false_alarms),
+            2.0 / 3.0,
+        );
+        // A resample that lacks a gold class (b) leaves it out, as the point estimate would.
+        let perfect = Counts::from_pairs(3, [(0, 0), (0, 0)]);
+        close(
+            perfect.score_within(Metric::MacroF1, &[false, false, false]),
+            1.0,
+        );
     }
 
     #[test]

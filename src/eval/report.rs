@@ -233,13 +233,14 @@ fn theme_report<S: AsRef<str>>(
     let counts = labelled.all_counts();
 
     let clusters = clusters_by_id(rows.iter().map(|row| row.id.as_str()));
+    let false_alarms = counts.predicted_never_gold();
     let [accuracy, accuracy_also, macro_f1] = resample(&clusters, bootstrap, |sample| {
         let counts = labelled.counts(sample);
         let also = sample.iter().filter(|&&r| accepted_rows[r]).count();
         [
             counts.score(Metric::Accuracy),
             share(also, sample.len()),
-            counts.score(Metric::MacroF1),
+            counts.score_within(Metric::MacroF1, &false_alarms),
         ]
     });
     let interval = |values: Vec<f64>| percentile_interval(&values, bootstrap.confidence);
@@ -276,11 +277,12 @@ fn stance_scores(rows: &[&StanceOutcome], bootstrap: &Bootstrap) -> StanceScores
     let labelled = Labelled::stances(rows.iter().copied());
     let counts = labelled.all_counts();
     let clusters = clusters_by_id(rows.iter().map(|row| row.id.as_str()));
+    let false_alarms = counts.predicted_never_gold();
     let [macro_f1, f_avg, accuracy] = resample(&clusters, bootstrap, |sample| {
         let counts = labelled.counts(sample);
         [
-            counts.score(Metric::MacroF1),
-            counts.score(Metric::FAvg),
+            counts.score_within(Metric::MacroF1, &false_alarms),
+            counts.score_within(Metric::FAvg, &false_alarms),
             counts.score(Metric::Accuracy),
         ]
     });
@@ -436,6 +438,35 @@ mod tests {
         let scores = stance_scores(&rows.iter().collect::<Vec<_>>(), &Bootstrap::default());
         assert_eq!((scores.f_avg, scores.f_avg_ci), (None, None));
         close(scores.macro_f1, 1.0);
+    }
+
+    #[test]
+    fn a_class_the_gold_lacks_and_a_model_predicts_twice_stays_in_every_resamples_macro_f1() {
+        // 100 rows, gold favor or against only (as IBM ArgQ); all predicted right but two,
+        // predicted none. On the whole set none has F1 0, so macro-F1 = (favor + against + 0) / 3,
+        // about 0.66. A resample without those two rows must average over the same three labels
+        // (none scores 0 there too), not over favor and against alone (1.0).
+        let rows: Vec<StanceOutcome> = (0..100)
+            .map(|i| {
+                let gold = if i % 2 == 0 {
+                    Stance::Favor
+                } else {
+                    Stance::Against
+                };
+                StanceOutcome {
+                    id: format!("p{i}"),
+                    text: String::new(),
+                    target: "t".to_string(),
+                    gold,
+                    predicted: if i < 2 { Stance::None } else { gold },
+                }
+            })
+            .collect();
+        let scores = stance_scores(&rows.iter().collect::<Vec<_>>(), &Bootstrap::default());
+        close(scores.macro_f1, (2.0 * 98.0 / 99.0) / 3.0);
+        let interval = scores.macro_f1_ci.unwrap();
+        assert!(interval.high <= 2.0 / 3.0 + 1e-12, "{interval:?}");
+        assert!(interval.contains(scores.macro_f1), "{interval:?}");
     }
 
     #[test]
