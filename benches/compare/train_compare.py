@@ -28,8 +28,10 @@ What is held equal, and how:
   `--mode lora` (the default) is stancer's recipe: rank-8 LoRA (scaling alpha/r = 16/8, A uniform
   in +-1/sqrt(inputs), B zero) on query, key, value, attention.output.dense, intermediate.dense and
   output.dense of all 6 layers, base weights frozen, LoRA A/B and the head (weight uniform in
-  +-1/sqrt(384), bias zero) trained. `--mode full` trains every weight instead (the usual PyTorch
-  fine-tune; learning rate --full-lr), on the same batches, against the same stancer run.
+  +-1/sqrt(384), bias zero) trained. `--mode full` trains every weight instead (learning rate
+  --full-lr; the embedding tables stay frozen, so the trained parameters are exactly stancer's),
+  on the same batches, and runs stancer's own full fine-tune (`--unfreeze weights,norms,biases`,
+  the same rate) beside it; each implementation's ratio is against PyTorch's run of the same recipe.
 - Optimizer: AdamW (betas 0.9/0.999, eps 1e-8, decoupled weight decay 0.01 on every trained
   tensor), learning rate peak * (step + 1) / warm-up during the warm-up, then peak * (steps -
   step) / (steps - warm-up), as stancer's trainer; the warm-up is round(steps x
@@ -51,7 +53,8 @@ Options:
     --steps N       optimizer steps (default: one pass, rows / 16)
     --rounds N      timed rounds per implementation (default 3)
     --threads N     threads for everyone (default 2)
-    --mode M        PyTorch recipe: lora (stancer's), full (every weight), or both (default lora)
+    --mode M        recipe: lora (stancer's), full (every weight; stancer --unfreeze weights too),
+                    or both (default lora)
     --full-lr X     learning rate of --mode full (default 2e-5; LoRA uses stancer's 3e-4)
     --stancer PATH  the stancer binary (default: $CARGO_TARGET_DIR or target, /release/stancer)
     --batches FILE  replay this BATCHES.jsonl (of the --rows pairs) in PyTorch only, without
@@ -104,8 +107,11 @@ WARMUP_FRACTION = 0.06  # stancer's default share of warm-up steps, when its car
 LABELS = {
     "stancer": "stancer finetune (LoRA r=8, hand-written step, packed)",
     "lora": "PyTorch, LoRA r=8 (same recipe)",
-    "full": "PyTorch, full fine-tune (every weight)",
+    "full": "PyTorch, full fine-tune (every weight but the embedding tables, as stancer)",
+    "stancer-full": "stancer finetune --unfreeze weights (every weight, hand-written step)",
 }
+# The PyTorch run of the same recipe, which each implementation's ratio is taken against.
+SAME_RECIPE = {"stancer": "lora", "lora": "lora", "stancer-full": "full", "full": "full"}
 
 # ---------------------------------------------------------------------------------------------
 # Bootstrap: .venv-compare/ with the pinned requirements, then re-exec inside it (as compare.py).
@@ -317,6 +323,10 @@ def _torch_worker(mode: str, batches_file: Path, threads: int, excluded: int, lr
         count = sum(isinstance(m, lora_linear) for m in encoder.modules())
         if count != len(LORA_TARGETS) * config.num_hidden_layers:
             raise SystemExit(f"wrapped {count} linear layers in LoRA, expected {len(LORA_TARGETS) * config.num_hidden_layers}")
+    else:  # full: every weight, LayerNorm and bias of the encoder, as stancer --unfreeze weights,norms,biases
+        for table in (encoder.embeddings.word_embeddings, encoder.embeddings.position_embeddings,
+                      encoder.embeddings.token_type_embeddings):
+            table.requires_grad_(False)
     encoder.train()
     head.train()
     trained = [p for p in [*encoder.parameters(), *head.parameters()] if p.requires_grad]
@@ -408,16 +418,17 @@ def _round(value: float) -> int:
     return math.floor(value + 0.5)
 
 
-def _stancer_worker(binary: Path, round_index: int, args, steps: int) -> dict:
-    out = WORK / f"stancer-out-{round_index}"
-    batches_file = WORK / f"batches-{round_index}.jsonl"
+def _stancer_worker(binary: Path, round_index: int, args, steps: int, full: bool = False) -> dict:
+    tag = "-full" if full else ""
+    out = WORK / f"stancer{tag}-out-{round_index}"
+    batches_file = WORK / f"batches{tag}-{round_index}.jsonl"
     shutil.rmtree(out, ignore_errors=True)
     batches_file.unlink(missing_ok=True)
     command = [str(binary), "finetune", str(WORK / "pairs.jsonl"), "--task", "stance", "--out", str(out),
                "--base", "minilm-l6", "--rank", str(RANK), "--alpha", str(ALPHA), "--max-tokens", str(MAX_TOKENS),
-               "--batch", str(BATCH), "--lr", repr(LR), "--max-steps", str(steps), "--seed", str(SEED),
+               "--batch", str(BATCH), "--lr", repr(args.full_lr if full else LR), "--max-steps", str(steps), "--seed", str(SEED),
                "--threads", str(args.threads), "--val-fraction", "0", "--test-fraction", "0", "--no-balance",
-               "--batches-out", str(batches_file), "-q"]
+               "--batches-out", str(batches_file), "-q"] + (["--unfreeze", "weights,norms,biases"] if full else [])
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - started
@@ -455,7 +466,7 @@ def _stancer_worker(binary: Path, round_index: int, args, steps: int) -> dict:
     fraction = hyper.get("warmup_fraction")
     lr_warmup = None if fraction is None else _round(training.get("planned_steps", steps) * fraction)
     trained = None
-    if (out / "adapter.safetensors").exists():  # what stancer trained: LoRA A/B and the head
+    if (out / "adapter.safetensors").exists():  # what stancer trained: LoRA A/B (or every matrix) and the head
         from safetensors import safe_open
 
         with safe_open(str(out / "adapter.safetensors"), "np") as f:
@@ -476,7 +487,7 @@ def _loss(value) -> str:
 
 
 def render(results: dict, info: dict, args, versions: dict, command: str, run: dict) -> str:
-    worker = next((runs[0] for name, runs in results.items() if name != "stancer"), None)
+    worker = next((runs[0] for name, runs in results.items() if name in ("lora", "full")), None)
     padding = "n/a" if worker is None else f"{100 * worker['padding']:.1f}% padding in the timed steps"
     lines = [
         f"**{info['rows']} pairs** from VAST train (evenly spaced through its {info['source_rows']} rows; "
@@ -487,23 +498,27 @@ def render(results: dict, info: dict, args, versions: dict, command: str, run: d
         f"steps are warm-up and not timed; learning-rate warm-up {run['lr_warmup']} steps"
         f"{'' if run['lr_warmup_stated'] else f' ({WARMUP_FRACTION:g} of the steps: card.json states none)'}.",
         "",
-        "| implementation | trained parameters | pairs/s (best) | vs PyTorch LoRA (best) | vs PyTorch LoRA (median) "
-        "| rounds (pairs/s) | mean loss, timed steps |",
+        "| implementation | trained parameters | pairs/s (best) | vs PyTorch, same recipe (best) "
+        "| vs PyTorch, same recipe (median) | rounds (pairs/s) | mean loss, timed steps |",
         "|---|---:|---:|---:|---:|---|---:|",
     ]
-    reference = "lora" if "lora" in results else next(k for k in results if k != "stancer")
-    ref_best = max(r["pairs_per_second"] for r in results[reference])
-    ref_median = statistics.median(r["pairs_per_second"] for r in results[reference])
-    for name in [n for n in ("stancer", "lora", "full") if n in results]:
+    for name in [n for n in ("stancer", "lora", "stancer-full", "full") if n in results]:
         rates = [r["pairs_per_second"] for r in results[name]]
         best, median = max(rates), statistics.median(rates)
         trained = results[name][0].get("trained_parameters")
         loss = results[name][rates.index(best)]["mean_loss"]
+        reference = results.get(SAME_RECIPE[name])
+        if reference:
+            ref_rates = [r["pairs_per_second"] for r in reference]
+            ratios = f"{best / max(ref_rates):.2f}x | {median / statistics.median(ref_rates):.2f}x"
+        else:
+            ratios = "– | –"
         lines.append(f"| {LABELS[name]} | {'' if trained is None else f'{trained:,}'} | {best:.1f} | "
-                     f"{best / ref_best:.2f}x | {median / ref_median:.2f}x | {', '.join(f'{r:.1f}' for r in rates)} | "
-                     f"{_loss(loss)} |")
-    if reference != "lora":
-        lines[2] = lines[2].replace("PyTorch LoRA", "PyTorch full")
+                     f"{ratios} | {', '.join(f'{r:.1f}' for r in rates)} | {_loss(loss)} |")
+    if "full" in results:
+        lines += ["", "Both full fine-tunes train every weight matrix, LayerNorm and bias of the encoder and the "
+                  "head (stancer `--unfreeze weights,norms,biases`), and keep the three embedding tables frozen "
+                  "(11.9M parameters, most of them the word embeddings)."]
     lines.append("")
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
     loads = [r["load_average"] for runs in results.values() for r in runs]
@@ -588,7 +603,8 @@ def main() -> None:
         batches_file = args.batches
     else:
         versions["stancer"] = check_stancer(args.stancer)
-        implementations = ["stancer", *modes]
+        # stancer's own full fine-tune runs beside PyTorch's whenever PyTorch's does.
+        implementations = ["stancer", *(["stancer-full"] if "full" in modes else []), *modes]
         batches_file = None
         run = None
     for round_index in range(args.rounds):
@@ -596,7 +612,14 @@ def main() -> None:
         order = implementations if round_index == 0 else (
             implementations[round_index % len(implementations):] + implementations[:round_index % len(implementations)])
         for name in order:
-            if name == "stancer":
+            if name == "stancer-full":
+                result = _stancer_worker(args.stancer, round_index, args, steps, full=True)
+                if result["batches"] != run["batches"]:
+                    sys.exit("stancer --unfreeze weights drew different batches from the LoRA run with the same seed; "
+                             "the comparison needs one fixed set of batches")
+                result.pop("batches")
+                result.pop("batches_file")
+            elif name == "stancer":
                 result = _stancer_worker(args.stancer, round_index, args, steps)
                 if run is None:
                     stated = result["lr_warmup"] is not None
@@ -614,7 +637,7 @@ def main() -> None:
                 versions.update(result["versions"])
             result["load_average"] = os.getloadavg()[0]
             results.setdefault(name, []).append(result)
-            print(f"[round {round_index + 1}/{args.rounds}] {name:8} {result['pairs_per_second']:7.2f} pairs/s "
+            print(f"[round {round_index + 1}/{args.rounds}] {name:12} {result['pairs_per_second']:7.2f} pairs/s "
                   f"({result['steps']} timed steps, {result['seconds']:.2f} s), mean loss {_loss(result['mean_loss'])}",
                   flush=True)
     table = render(results, info, args, versions, command, run)
