@@ -17,11 +17,13 @@ NAMES = {
     "heldout-ibm_argq30k-train": "IBM ArgQ-30k train, held-out test part (no none class)",
     "heldout-semeval2016-train": "SemEval-2016 train, held-out test part",
     "heldout-snli-dev": "SNLI (e-SNLI dev), held-out test part",
+    "heldout-cad-train": "CAD (counterfactual SNLI) train, held-out test part (stages 4-5 only)",
 }
 HEADS = [("prototype", "prototype zero-shot"), ("logistic", "logistic pair head (VAST train)"),
          ("cross-encoder-v1", "minilm-l6-stance, stage 1 only (shipped 2026-12-01)"),
          ("cross-encoder-v2", "minilm-l6-stance, stages 1-2 (shipped 2026-12-02, morning)"),
-         ("cross-encoder", "minilm-l6-stance cross-encoder (shipped: stages 1-3)"),
+         ("cross-encoder-v3", "minilm-l6-stance, stages 1-3 (shipped 2026-12-02 to 2026-12-04)"),
+         ("cross-encoder", "minilm-l6-stance cross-encoder (shipped: stages 1-5)"),
          ("cross-encoder-research", "minilm-l6-stance-research: stage 3 + COVID-19, P-Stance, WT-WT, ChatStance (research use only, not the default)")]
 
 
@@ -47,13 +49,15 @@ print("None of these rows was seen in training by any of the models: the cross-e
 print("listed in `models/minilm-l6-stance/card.json`, and its held-out parts are split from them by the hash of")
 print("the normalised text, so no text of a held-out row is in its training part (its stages use the same")
 print("split, so this holds for the earlier stages too). \"Stage 1 only\" is the model shipped on 2026-12-01,")
-print("\"stages 1-2\" the one shipped after it; the shipped model continues both (`scripts/train-stance-model.sh`).")
+print("\"stages 1-2\" the one shipped after it, \"stages 1-3\" the one shipped from 2026-12-02 to 2026-12-04; the")
+print("shipped model continues all three: stage 4 fine-tunes every weight of stage 3 on the same files with CAD")
+print("added, stage 5 compresses that model's change from the base to a rank-22 update (`scripts/train-stance-model.sh`).")
 print("The logistic pair head")
 print("(`--heads logistic`) is `stancer train` on all of VAST train (13,477 rows) on the frozen encoder's")
 print("vectors; where its rows are missing, it was not run. Because it saw all of VAST train, its row for")
 print("VAST train's held-out part is left out (it would score rows it was trained on).")
 print("`minilm-l6-stance-research` (built in, `--stance minilm-l6-stance-research`, never the default) continues")
-print("the shipped model for 800 steps with the research-only sets COVID-19, P-Stance, WT-WT and ChatStance")
+print("stages 1-3 for 800 steps with the research-only sets COVID-19, P-Stance, WT-WT and ChatStance")
 print("beside the same four files (`scripts/train-stance-model.sh --research`); its held-out parts of the four")
 print("files are the same as the shipped model's. It was scored on VAST dev, SemEval val and the fixtures only.\n")
 print("| data | stance model | pairs | macro-F1 | F_avg | accuracy | pairs/s |")

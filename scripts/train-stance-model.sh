@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the shipped stance model, models/minilm-l6-stance/ (issue 12), in three stages with
+# Reproduces the shipped stance model, models/minilm-l6-stance/ (issue 12), in five stages with
 # `stancer finetune` on the training sets whose terms allow a default (VAST train, IBM
 # ArgQ-Rank-30k, SemEval-2016 train, SNLI via e-SNLI dev), then copies the adapter and its model
 # card into models/ and writes the manifest with their sha256.
@@ -22,7 +22,12 @@
 # Stages 1 and 2 of the shipped model were trained by the candle-autograd trainer (commit
 # 832461d); stage 3 by the hand-written step (finetune::engine), which agrees with autograd to
 # ~1e-6 relative per gradient but not bit for bit, so a rerun of stages 1-2 today gives a
-# model within rounding of the shipped one, not the same bytes.
+# model within rounding of the shipped one, not the same bytes. Stages 4 and 5 of the shipped model
+# started from the shipped stage 3 (models/minilm-l6-stance/ at commit 37d3448); two runs of them
+# from it gave the same adapter bytes. To repeat them exactly, put that stage 3 where the script
+# looks for it, and stages 1-3 are skipped:
+#   mkdir -p OUT/stage-3 && for f in adapter.safetensors card.json; do
+#     git show 37d3448:models/minilm-l6-stance/$f > OUT/stage-3/$f; done
 # (--calibrate was tried on stage 2's output: on 2,000 validation rows it moved macro-F1 from 0.635
 # to 0.636 with offsets of -0.2, within noise, so the shipped model is stage 2 as trained.)
 #
